@@ -1,0 +1,1 @@
+//! strata-diff: filled by a later change.

@@ -1,0 +1,1 @@
+//! strata-image: filled by a later change.

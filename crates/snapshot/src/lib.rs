@@ -1,0 +1,1 @@
+//! strata-snapshot: filled by a later change.

@@ -1,0 +1,57 @@
+//! `strata`: a command-line front end to the strata library, for trying it out and for
+//! benchmarks. `cargo run --release --example strata -- --help`.
+//!
+//! Each area has its own module: `content`, `snapshot`, `image`.
+
+mod common;
+mod content;
+mod image;
+mod snapshot;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// strata: containerd's image storage core, in-process.
+#[derive(Parser, Debug)]
+#[command(name = "strata", version, about)]
+struct Cli {
+    #[command(flatten)]
+    global: common::Global,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// The content store: blobs and ingests.
+    #[command(subcommand)]
+    Content(content::Cmd),
+    /// Snapshots.
+    #[command(subcommand)]
+    Snapshot(snapshot::Cmd),
+    /// Images: pull, push, import, export, list.
+    #[command(subcommand)]
+    Image(image::Cmd),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let res = rt.block_on(async move {
+        match cli.cmd {
+            Cmd::Content(c) => content::run(&cli.global, c).await,
+            Cmd::Snapshot(c) => snapshot::run(&cli.global, c).await,
+            Cmd::Image(c) => image::run(&cli.global, c).await,
+        }
+    });
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("strata: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
