@@ -1,1 +1,7 @@
-//! strata-image: filled by a later change.
+//! # strata-image
+//!
+//! Images and registries: image records, handlers over index/manifest/config/layers,
+//! platform matching, a Docker Registry HTTP API v2 client, OCI layout import/export, and
+//! the image service (Fetch, Push; Unpack and Commit later).
+//!
+//! Filled in by the image changes; each module below is owned by one of them.
