@@ -1,8 +1,9 @@
 //! # strata-snapshot
 //!
-//! Snapshotters with containerd's semantics. Filled in by the snapshot change.
+//! Snapshotters with containerd's semantics.
 //!
-//! - [`mount`]: [`Mount`] specifications and helpers to mount them.
+//! - [`mount`]: [`Mount`] specifications and helpers to mount them
+//!   ([`mount::mount_all`], [`mount::with_temp_mount`], [`mount::MountGuard`]).
 
 pub mod mount;
 
