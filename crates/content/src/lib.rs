@@ -14,13 +14,14 @@
 //! - [`store`]: the interfaces [`Provider`], [`Ingester`], [`Writer`], [`Manager`],
 //!   [`IngestManager`] and [`Store`].
 //! - `helpers`: `write_blob`, `read_blob`, `copy` (resume-aware) and `open_writer`.
-//! - `local`: the filesystem + SQLite store.
+//! - [`local`]: the filesystem + SQLite store ([`local::LocalStore`]).
 //! - `testsuite`: the conformance suite any [`Store`] backend can run.
 
 pub mod digest;
 pub mod error;
 pub mod filters;
 pub mod labels;
+pub mod local;
 pub mod store;
 pub mod time_format;
 
