@@ -5,3 +5,6 @@
 //! the image service (Fetch, Push; Unpack and Commit later).
 //!
 //! Filled in by the image changes; each module below is owned by one of them.
+
+pub mod media_types;
+pub mod platforms;

@@ -1,0 +1,259 @@
+//! Media types of OCI and Docker images, and classifiers over them.
+//!
+//! After containerd's `images/mediatypes.go`. Media types are compared as strings (the
+//! `+json`/`+gzip` suffixes are part of the type); [`MediaType`](strata_content::MediaType)
+//! values convert with `.to_string()`.
+//!
+//! ```
+//! use strata_image::media_types::{self as mt, Compression};
+//! assert!(mt::is_index(mt::DOCKER_MANIFEST_LIST));
+//! assert!(mt::is_manifest(mt::OCI_MANIFEST));
+//! assert!(mt::is_layer(mt::DOCKER_LAYER_GZIP));
+//! assert_eq!(mt::layer_compression(mt::OCI_LAYER_ZSTD), Some(Compression::Zstd));
+//! assert!(mt::is_schema1(mt::DOCKER_SCHEMA1_MANIFEST_SIGNED));
+//! ```
+
+// --- OCI image-spec -------------------------------------------------------------------
+
+/// OCI image index.
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+/// OCI image manifest.
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// OCI image config.
+pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+/// OCI `oci-layout` file content type (not a blob type; informational).
+pub const OCI_LAYOUT_HEADER: &str = "application/vnd.oci.layout.header.v1+json";
+/// OCI empty descriptor (artifacts).
+pub const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
+/// OCI uncompressed layer.
+pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
+/// OCI gzip layer.
+pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+/// OCI zstd layer.
+pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+/// OCI non-distributable uncompressed layer (deprecated, still read).
+pub const OCI_LAYER_NONDISTRIBUTABLE: &str =
+    "application/vnd.oci.image.layer.nondistributable.v1.tar";
+/// OCI non-distributable gzip layer (deprecated, still read).
+pub const OCI_LAYER_NONDISTRIBUTABLE_GZIP: &str =
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip";
+/// OCI non-distributable zstd layer (deprecated, still read).
+pub const OCI_LAYER_NONDISTRIBUTABLE_ZSTD: &str =
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd";
+
+// --- Docker image manifest v2 ---------------------------------------------------------
+
+/// Docker manifest list (schema 2), the Docker counterpart of an index.
+pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+/// Docker image manifest, schema 2.
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// Docker image config.
+pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+/// Docker uncompressed layer (as `docker save` lists them, and some registries serve).
+pub const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
+/// Docker gzip layer.
+pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+/// Docker zstd layer (containerd extension).
+pub const DOCKER_LAYER_ZSTD: &str = "application/vnd.docker.image.rootfs.diff.tar.zstd";
+/// Docker foreign (non-distributable) gzip layer.
+pub const DOCKER_LAYER_FOREIGN_GZIP: &str =
+    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
+/// Docker foreign (non-distributable) uncompressed layer.
+pub const DOCKER_LAYER_FOREIGN: &str = "application/vnd.docker.image.rootfs.foreign.diff.tar";
+/// Docker plugin config (a known config type containerd accepts).
+pub const DOCKER_PLUGIN_CONFIG: &str = "application/vnd.docker.plugin.v1+json";
+
+// --- Docker schema 1 (rejected) -------------------------------------------------------
+
+/// Docker schema 1 manifest: not supported (containerd ≥ 2.1 rejects it too).
+pub const DOCKER_SCHEMA1_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v1+json";
+/// Docker schema 1 signed manifest: not supported.
+pub const DOCKER_SCHEMA1_MANIFEST_SIGNED: &str =
+    "application/vnd.docker.distribution.manifest.v1+prettyjws";
+
+// --- resolving ------------------------------------------------------------------------
+
+/// The `Accept` header value a registry client should send when resolving a reference:
+/// every manifest and index type strata can read, most preferred first, then `*/*`.
+pub const RESOLVE_ACCEPT: &[&str] = &[
+    OCI_INDEX,
+    DOCKER_MANIFEST_LIST,
+    OCI_MANIFEST,
+    DOCKER_MANIFEST,
+    "*/*",
+];
+
+/// The compression of a layer's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Compression {
+    /// A plain tar.
+    Uncompressed,
+    /// gzip.
+    Gzip,
+    /// zstd.
+    Zstd,
+}
+
+impl Compression {
+    /// The lowercase name (`uncompressed`, `gzip`, `zstd`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::Uncompressed => "uncompressed",
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
+/// Whether `mt` is an OCI index or a Docker manifest list.
+pub fn is_index(mt: &str) -> bool {
+    mt == OCI_INDEX || mt == DOCKER_MANIFEST_LIST
+}
+
+/// Whether `mt` is an OCI manifest or a Docker schema 2 manifest (schema 1 is not).
+pub fn is_manifest(mt: &str) -> bool {
+    mt == OCI_MANIFEST || mt == DOCKER_MANIFEST
+}
+
+/// Whether `mt` is a Docker schema 1 manifest, which strata rejects.
+pub fn is_schema1(mt: &str) -> bool {
+    mt == DOCKER_SCHEMA1_MANIFEST || mt == DOCKER_SCHEMA1_MANIFEST_SIGNED
+}
+
+/// Whether `mt` is a known image config type (OCI, Docker or Docker plugin), as
+/// containerd's `IsKnownConfig`.
+pub fn is_config(mt: &str) -> bool {
+    mt == OCI_CONFIG || mt == DOCKER_CONFIG || mt == DOCKER_PLUGIN_CONFIG
+}
+
+/// Whether `mt` is a layer type: any OCI `…image.layer.…` or Docker `…rootfs.…diff.tar…`
+/// type (including non-distributable/foreign ones and unknown compression suffixes), as
+/// containerd's `IsLayerType`.
+pub fn is_layer(mt: &str) -> bool {
+    let base = mt.split(';').next().unwrap_or(mt).trim();
+    if base.starts_with("application/vnd.oci.image.layer.") {
+        return true;
+    }
+    matches!(
+        base.split('+').next().unwrap_or(base),
+        DOCKER_LAYER
+            | DOCKER_LAYER_GZIP
+            | DOCKER_LAYER_ZSTD
+            | DOCKER_LAYER_FOREIGN
+            | DOCKER_LAYER_FOREIGN_GZIP
+    )
+}
+
+/// Whether `mt` is a non-distributable (OCI) or foreign (Docker) layer, which registries
+/// may refuse and exports may leave out.
+pub fn is_non_distributable(mt: &str) -> bool {
+    mt.starts_with("application/vnd.oci.image.layer.nondistributable.")
+        || mt.starts_with("application/vnd.docker.image.rootfs.foreign.")
+}
+
+/// The compression of a layer media type, or `None` when `mt` is not a layer type or its
+/// compression is unknown.
+///
+/// ```
+/// use strata_image::media_types::{layer_compression, Compression, DOCKER_LAYER};
+/// assert_eq!(layer_compression(DOCKER_LAYER), Some(Compression::Uncompressed));
+/// assert_eq!(layer_compression("application/vnd.oci.image.layer.v1.tar+lz4"), None);
+/// ```
+pub fn layer_compression(mt: &str) -> Option<Compression> {
+    if !is_layer(mt) {
+        return None;
+    }
+    let base = mt.split(';').next().unwrap_or(mt).trim();
+    if let Some((_, suffix)) = base.rsplit_once('+') {
+        return match suffix {
+            "gzip" => Some(Compression::Gzip),
+            "zstd" => Some(Compression::Zstd),
+            _ => None,
+        };
+    }
+    if base.ends_with(".tar.gzip") {
+        Some(Compression::Gzip)
+    } else if base.ends_with(".tar.zstd") {
+        Some(Compression::Zstd)
+    } else if base.ends_with(".tar") {
+        Some(Compression::Uncompressed)
+    } else {
+        None
+    }
+}
+
+/// The ingest-ref prefix containerd's `MakeRefKey` uses for a blob of this media type:
+/// `manifest`, `index`, `layer`, `config` or `unknown`.
+pub fn ref_key_prefix(mt: &str) -> &'static str {
+    if is_manifest(mt) {
+        "manifest"
+    } else if is_index(mt) {
+        "index"
+    } else if is_layer(mt) {
+        "layer"
+    } else if is_config(mt) {
+        "config"
+    } else {
+        "unknown"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifiers() {
+        for mt in [OCI_INDEX, DOCKER_MANIFEST_LIST] {
+            assert!(is_index(mt) && !is_manifest(mt) && !is_layer(mt) && !is_config(mt));
+        }
+        for mt in [OCI_MANIFEST, DOCKER_MANIFEST] {
+            assert!(is_manifest(mt) && !is_index(mt) && !is_layer(mt));
+        }
+        for mt in [DOCKER_SCHEMA1_MANIFEST, DOCKER_SCHEMA1_MANIFEST_SIGNED] {
+            assert!(is_schema1(mt) && !is_manifest(mt));
+        }
+        for mt in [OCI_CONFIG, DOCKER_CONFIG, DOCKER_PLUGIN_CONFIG] {
+            assert!(is_config(mt) && !is_layer(mt));
+        }
+        assert!(!is_config(OCI_EMPTY));
+    }
+
+    #[test]
+    fn layers_and_compression() {
+        use Compression::*;
+        let cases = [
+            (OCI_LAYER, Some(Uncompressed)),
+            (OCI_LAYER_GZIP, Some(Gzip)),
+            (OCI_LAYER_ZSTD, Some(Zstd)),
+            (OCI_LAYER_NONDISTRIBUTABLE, Some(Uncompressed)),
+            (OCI_LAYER_NONDISTRIBUTABLE_GZIP, Some(Gzip)),
+            (OCI_LAYER_NONDISTRIBUTABLE_ZSTD, Some(Zstd)),
+            (DOCKER_LAYER, Some(Uncompressed)),
+            (DOCKER_LAYER_GZIP, Some(Gzip)),
+            (DOCKER_LAYER_ZSTD, Some(Zstd)),
+            (DOCKER_LAYER_FOREIGN, Some(Uncompressed)),
+            (DOCKER_LAYER_FOREIGN_GZIP, Some(Gzip)),
+            ("application/vnd.oci.image.layer.v1.tar+lz4", None),
+        ];
+        for (mt, c) in cases {
+            assert!(is_layer(mt), "{mt} is a layer");
+            assert_eq!(layer_compression(mt), c, "{mt}");
+        }
+        assert_eq!(layer_compression(OCI_CONFIG), None);
+        assert!(!is_layer(OCI_MANIFEST));
+        assert!(!is_layer("application/octet-stream"));
+        assert!(is_non_distributable(OCI_LAYER_NONDISTRIBUTABLE_GZIP));
+        assert!(is_non_distributable(DOCKER_LAYER_FOREIGN_GZIP));
+        assert!(!is_non_distributable(OCI_LAYER_GZIP));
+    }
+
+    #[test]
+    fn ref_keys() {
+        assert_eq!(ref_key_prefix(OCI_MANIFEST), "manifest");
+        assert_eq!(ref_key_prefix(DOCKER_MANIFEST_LIST), "index");
+        assert_eq!(ref_key_prefix(DOCKER_LAYER_GZIP), "layer");
+        assert_eq!(ref_key_prefix(DOCKER_CONFIG), "config");
+        assert_eq!(ref_key_prefix("text/plain"), "unknown");
+    }
+}
