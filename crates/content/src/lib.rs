@@ -13,16 +13,18 @@
 //! - [`filters`]: containerd's `field==value,labels."k"~=re` filters.
 //! - [`store`]: the interfaces [`Provider`], [`Ingester`], [`Writer`], [`Manager`],
 //!   [`IngestManager`] and [`Store`].
-//! - `helpers`: `write_blob`, `read_blob`, `copy` (resume-aware) and `open_writer`.
+//! - [`helpers`]: `write_blob`, `read_blob`, `copy` (resume-aware) and `open_writer`.
 //! - [`local`]: the filesystem + SQLite store ([`local::LocalStore`]).
-//! - `testsuite`: the conformance suite any [`Store`] backend can run.
+//! - [`testsuite`]: the conformance suite any [`Store`] backend can run.
 
 pub mod digest;
 pub mod error;
 pub mod filters;
+pub mod helpers;
 pub mod labels;
 pub mod local;
 pub mod store;
+pub mod testsuite;
 pub mod time_format;
 
 pub use digest::Digest;
