@@ -1,0 +1,280 @@
+//! Downloading manifests and blobs by descriptor, resumable.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use reqwest::header::{ACCEPT, CONTENT_RANGE, RANGE};
+use reqwest::{Method, Response, StatusCode};
+use strata_content::{Descriptor, Error, Result};
+
+use super::MAX_MANIFEST_SIZE;
+use super::client::{Client, Req, repo_scope, status_error, try_next_host};
+use super::resolver::accept_header;
+use crate::media_types;
+
+/// The bytes of a blob from some offset on, in order. Ends after exactly `size - offset`
+/// bytes; an error item ends it early.
+pub type BlobStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>;
+
+/// Fetches content of one repository; cheap to clone.
+#[derive(Clone)]
+pub struct Fetcher {
+    client: Arc<Client>,
+    domain: String,
+    repo: String,
+}
+
+impl std::fmt::Debug for Fetcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Fetcher({}/{})", self.domain, self.repo)
+    }
+}
+
+struct Opened {
+    body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    /// Bytes to drop from the body (the server ignored `Range`).
+    skip: u64,
+}
+
+impl Fetcher {
+    pub(crate) fn new(client: Arc<Client>, domain: &str, repo: &str) -> Self {
+        Fetcher {
+            client,
+            domain: domain.to_string(),
+            repo: repo.to_string(),
+        }
+    }
+
+    /// The registry domain (`127.0.0.1:5000`, `docker.io`).
+    pub fn domain(&self) -> &str {
+        &self.domain
+    }
+
+    /// The repository path (`library/debian`).
+    pub fn repository(&self) -> &str {
+        &self.repo
+    }
+
+    /// Streams `desc`'s bytes from `offset` (`Range: bytes=<offset>-`). Manifests and
+    /// indexes come from `/manifests/<digest>`, everything else from `/blobs/<digest>`;
+    /// hosts are tried in order. When the connection drops mid-body, the stream
+    /// reconnects at the current offset (up to `max_retries` times without progress).
+    /// The stream does not verify the digest: the content store's commit does.
+    ///
+    /// # Errors
+    /// At once: `NotFound` when no host has the blob, `InvalidArgument` for a manifest
+    /// over [`MAX_MANIFEST_SIZE`], `Unavailable` when no host answers. In the stream:
+    /// `Unavailable` when the download cannot be resumed, `FailedPrecondition` when the
+    /// server sends more than `desc.size()` bytes.
+    pub async fn fetch(&self, desc: &Descriptor, offset: u64) -> Result<BlobStream> {
+        let mt = desc.media_type().to_string();
+        if (media_types::is_manifest(&mt) || media_types::is_index(&mt))
+            && desc.size() > MAX_MANIFEST_SIZE
+        {
+            return Err(Error::invalid_argument(format!(
+                "manifest {} is {} bytes, over the {MAX_MANIFEST_SIZE}-byte limit",
+                desc.digest(),
+                desc.size()
+            )));
+        }
+        let size = desc.size();
+        if offset > size {
+            return Err(Error::invalid_argument(format!(
+                "offset {offset} past the size {size} of {}",
+                desc.digest()
+            )));
+        }
+        let first = if offset == size {
+            None
+        } else {
+            Some(self.open(desc, offset).await?)
+        };
+        let state = StreamState {
+            fetcher: self.clone(),
+            desc: desc.clone(),
+            pos: offset,
+            cur: first,
+            retries: 0,
+            done: offset == size,
+        };
+        Ok(Box::pin(futures::stream::unfold(state, next_chunk)))
+    }
+
+    /// The whole blob in memory (for manifests, indexes and configs), at most `limit`
+    /// bytes.
+    ///
+    /// # Errors
+    /// As [`Fetcher::fetch`]; `InvalidArgument` when `desc.size()` exceeds `limit`.
+    pub async fn fetch_bytes(&self, desc: &Descriptor, limit: u64) -> Result<Bytes> {
+        if desc.size() > limit {
+            return Err(Error::invalid_argument(format!(
+                "{} is {} bytes, over the {limit}-byte limit",
+                desc.digest(),
+                desc.size()
+            )));
+        }
+        let mut s = self.fetch(desc, 0).await?;
+        let mut out = Vec::with_capacity(desc.size() as usize);
+        while let Some(c) = s.next().await {
+            out.extend_from_slice(&c?);
+        }
+        Ok(out.into())
+    }
+
+    async fn open(&self, desc: &Descriptor, offset: u64) -> Result<Opened> {
+        let mt = desc.media_type().to_string();
+        let kind = if media_types::is_manifest(&mt) || media_types::is_index(&mt) {
+            "manifests"
+        } else {
+            "blobs"
+        };
+        let scopes = [repo_scope(&self.repo, false)];
+        let mut last = Error::not_found(format!(
+            "{} in {}/{}",
+            desc.digest(),
+            self.domain,
+            self.repo
+        ));
+        for host in self.client.hosts(&self.domain, true) {
+            let url = host.url(&self.repo, &format!("{kind}/{}", desc.digest()));
+            let mut req = Req::new(Method::GET, url);
+            if kind == "manifests" {
+                req = req.header(ACCEPT, &format!("{mt}, {}", accept_header()));
+            }
+            if offset > 0 {
+                req = req.header(RANGE, &format!("bytes={offset}-"));
+            }
+            let res = match self.client.send(&host, &scopes, &req).await {
+                Ok(resp) => check_response(&req, resp, offset).await,
+                Err(e) => Err(e),
+            };
+            match res {
+                Ok(o) => return Ok(o),
+                Err(e) if try_next_host(&e) => {
+                    tracing::debug!("fetch {} from {}: {e}", desc.digest(), host.host);
+                    last = e;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
+    }
+}
+
+async fn check_response(req: &Req, resp: Response, offset: u64) -> Result<Opened> {
+    let status = resp.status();
+    let skip = match status {
+        StatusCode::OK => offset,
+        StatusCode::PARTIAL_CONTENT => {
+            let cr = resp
+                .headers()
+                .get(CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            let start = cr
+                .strip_prefix("bytes ")
+                .and_then(|r| r.split('-').next())
+                .and_then(|s| s.parse::<u64>().ok());
+            if start != Some(offset) {
+                return Err(Error::unavailable(format!(
+                    "{} {}: asked for bytes from {offset}, got Content-Range {cr:?}",
+                    req.method, req.url
+                )));
+            }
+            0
+        }
+        _ => return Err(status_error(req, resp).await),
+    };
+    Ok(Opened {
+        body: Box::pin(resp.bytes_stream()),
+        skip,
+    })
+}
+
+struct StreamState {
+    fetcher: Fetcher,
+    desc: Descriptor,
+    pos: u64,
+    cur: Option<Opened>,
+    retries: u32,
+    done: bool,
+}
+
+async fn next_chunk(mut st: StreamState) -> Option<(Result<Bytes>, StreamState)> {
+    if st.done {
+        return None;
+    }
+    let size = st.desc.size();
+    let opts = &st.fetcher.client.opts;
+    let (max_retries, delay) = (opts.max_retries, opts.retry_delay);
+    loop {
+        let why = match st.cur.as_mut() {
+            None => match st.fetcher.open(&st.desc, st.pos).await {
+                Ok(o) => {
+                    st.cur = Some(o);
+                    continue;
+                }
+                Err(e) if try_next_host(&e) => e.to_string(),
+                Err(e) => {
+                    st.done = true;
+                    return Some((Err(e), st));
+                }
+            },
+            Some(o) => match o.body.next().await {
+                Some(Ok(mut chunk)) => {
+                    if o.skip > 0 {
+                        let n = o.skip.min(chunk.len() as u64);
+                        o.skip -= n;
+                        chunk = chunk.slice(n as usize..);
+                    }
+                    if chunk.is_empty() {
+                        continue;
+                    }
+                    if st.pos + chunk.len() as u64 > size {
+                        st.done = true;
+                        let e = Error::failed_precondition(format!(
+                            "registry sent more than the {size} bytes of {}",
+                            st.desc.digest()
+                        ));
+                        return Some((Err(e), st));
+                    }
+                    st.pos += chunk.len() as u64;
+                    st.retries = 0;
+                    return Some((Ok(chunk), st));
+                }
+                Some(Err(e)) => {
+                    st.cur = None;
+                    e.to_string()
+                }
+                None => {
+                    st.cur = None;
+                    if st.pos == size {
+                        st.done = true;
+                        return None;
+                    }
+                    "connection closed early".to_string()
+                }
+            },
+        };
+        if st.retries >= max_retries {
+            st.done = true;
+            let e = Error::unavailable(format!(
+                "download of {} stopped at byte {} of {}: {why}",
+                st.desc.digest(),
+                st.pos,
+                size
+            ));
+            return Some((Err(e), st));
+        }
+        tracing::debug!(
+            "download of {} interrupted at {}: {why}; resuming",
+            st.desc.digest(),
+            st.pos
+        );
+        tokio::time::sleep(delay * 2u32.saturating_pow(st.retries)).await;
+        st.retries += 1;
+    }
+}

@@ -1,0 +1,122 @@
+//! A client for the Docker Registry HTTP API v2 / OCI distribution spec, after containerd's
+//! `remotes/docker`.
+//!
+//! - [`Resolver`]: turns a [`Reference`](crate::reference::Reference) into the descriptor
+//!   of its manifest or index (HEAD, then GET), and hands out [`Fetcher`]s and [`Pusher`]s.
+//! - [`Fetcher`]: streams manifests and blobs by descriptor, from an offset, resuming a
+//!   dropped connection with `Range: bytes=<offset>-`.
+//! - [`Pusher`]: uploads blobs (skipping existing ones, mounting across repositories,
+//!   monolithic or chunked) and manifests by tag or digest.
+//! - [`auth`]: the `WWW-Authenticate` challenge parser, bearer tokens (cached per host and
+//!   scope) and basic auth; [`docker_config`]: credentials from `~/.docker/config.json`.
+//! - [`RegistryOptions`]: plain HTTP, mirrors (tried in order, the registry itself last),
+//!   credentials and retry policy.
+//!
+//! Requests that fail transiently (connection errors, 5xx, 429) are retried with
+//! exponential backoff; a host that answers 404 or stays unavailable falls back to the
+//! next host of the list.
+
+pub mod auth;
+mod client;
+pub mod docker_config;
+mod fetcher;
+mod pusher;
+mod resolver;
+
+pub use auth::{Challenge, Credentials, CredentialsFn, parse_www_authenticate};
+pub use fetcher::{BlobStream, Fetcher};
+pub use pusher::{PushStatus, Pusher};
+pub use resolver::{MAX_MANIFEST_SIZE, Resolver};
+
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How to reach registries.
+///
+/// ```
+/// use strata_image::remote::RegistryOptions;
+/// let opts = RegistryOptions::default().plain_http(true).mirror("127.0.0.1:5001");
+/// assert_eq!(opts.mirrors, ["127.0.0.1:5001"]);
+/// ```
+#[derive(Clone)]
+pub struct RegistryOptions {
+    /// Use `http://` for every host (localhost and 127.0.0.0/8 always use it).
+    pub plain_http: bool,
+    /// Mirrors for pulls, tried in order before the registry itself: `host[:port]` or a
+    /// URL `http(s)://host[:port][/prefix]` (the `/v2` API lives under the prefix).
+    pub mirrors: Vec<String>,
+    /// Explicit credentials by host; consulted before the Docker config.
+    pub credentials: Option<CredentialsFn>,
+    /// Read credentials from `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`.
+    pub docker_config: bool,
+    /// Retries of a transiently failing request (and of a dropped download without
+    /// progress) before giving up on a host.
+    pub max_retries: u32,
+    /// The first backoff delay; it doubles on each retry.
+    pub retry_delay: Duration,
+    /// Blobs larger than this are pushed in chunks of this size (PATCH); smaller ones in
+    /// one PUT.
+    pub push_chunk_size: u64,
+    /// The `User-Agent` header.
+    pub user_agent: String,
+}
+
+impl Default for RegistryOptions {
+    fn default() -> Self {
+        RegistryOptions {
+            plain_http: false,
+            mirrors: Vec::new(),
+            credentials: None,
+            docker_config: true,
+            max_retries: 3,
+            retry_delay: Duration::from_millis(100),
+            push_chunk_size: 16 << 20,
+            user_agent: format!("strata/{}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+}
+
+impl std::fmt::Debug for RegistryOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryOptions")
+            .field("plain_http", &self.plain_http)
+            .field("mirrors", &self.mirrors)
+            .field("credentials", &self.credentials.is_some())
+            .field("docker_config", &self.docker_config)
+            .field("max_retries", &self.max_retries)
+            .field("retry_delay", &self.retry_delay)
+            .field("push_chunk_size", &self.push_chunk_size)
+            .finish()
+    }
+}
+
+impl RegistryOptions {
+    /// Sets [`RegistryOptions::plain_http`].
+    pub fn plain_http(mut self, yes: bool) -> Self {
+        self.plain_http = yes;
+        self
+    }
+
+    /// Appends a mirror.
+    pub fn mirror(mut self, m: impl Into<String>) -> Self {
+        self.mirrors.push(m.into());
+        self
+    }
+
+    /// Uses `username`/`secret` for every host (an empty username with a secret is an
+    /// identity token).
+    pub fn credentials(mut self, username: &str, secret: &str) -> Self {
+        let c = Credentials {
+            username: username.to_string(),
+            secret: secret.to_string(),
+        };
+        self.credentials = Some(Arc::new(move |_host: &str| Some(c.clone())));
+        self
+    }
+
+    /// Sets [`RegistryOptions::docker_config`].
+    pub fn docker_config(mut self, yes: bool) -> Self {
+        self.docker_config = yes;
+        self
+    }
+}
