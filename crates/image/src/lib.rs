@@ -7,4 +7,6 @@
 //! Filled in by the image changes; each module below is owned by one of them.
 
 pub mod media_types;
+pub mod reference;
+pub mod remote;
 pub mod platforms;
