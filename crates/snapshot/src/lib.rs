@@ -9,10 +9,22 @@
 //!   ([`mount::mount_all`], [`mount::with_temp_mount`], [`mount::MountGuard`]).
 //! - [`storage`]: the metastore ([`storage::MetaStore`]): records, kinds, parent chains,
 //!   labels and containerd's rules for misuse.
+//! - [`native`]: [`native::NativeSnapshotter`], full directory copies, bind mounts.
+//! - [`overlay`]: [`overlay::OverlaySnapshotter`], overlayfs layers; [`overlay::upperdir`]
+//!   finds an active snapshot's changes from its mounts.
+//! - [`copy`]: a faithful, parallel tree copy (reflink / `copy_file_range`).
+//! - [`du`]: disk usage of a tree.
+//! - [`testsuite`]: the conformance suite every backend runs, and `fstest` helpers.
 
+mod base;
+pub mod copy;
+pub mod du;
 pub mod mount;
+pub mod native;
+pub mod overlay;
 pub mod snapshotter;
 pub mod storage;
+pub mod testsuite;
 
 pub use mount::Mount;
 pub use snapshotter::{Info, Kind, Snapshotter, Usage, unpack_key, unpack_key_chain_id};

@@ -244,11 +244,11 @@ impl Tx<'_> {
             .ok_or_else(|| Error::not_found(format!("snapshot {key}")))
     }
 
-    /// All snapshots matching `filter`, ordered by name.
+    /// All snapshots (id and info) matching `filter`, ordered by name.
     ///
     /// # Errors
     /// Database errors.
-    pub fn walk(&self, filter: &Filter) -> Result<Vec<Info>> {
+    pub fn walk(&self, filter: &Filter) -> Result<Vec<(u64, Info)>> {
         let mut st = self
             .tx
             .prepare(&format!("{} ORDER BY s.key", Self::INFO_SELECT))
@@ -258,9 +258,9 @@ impl Tx<'_> {
             .map_err(db("walk snapshots"))?;
         let mut out = Vec::new();
         for r in rows {
-            let (_, info, _) = r.map_err(db("walk snapshots"))?;
+            let (id, info, _) = r.map_err(db("walk snapshots"))?;
             if filter.matches(&info) {
-                out.push(info);
+                out.push((id, info));
             }
         }
         Ok(out)
@@ -347,6 +347,37 @@ impl Tx<'_> {
         })
     }
 
+    /// Checks that `key` could be created as `kind` on `parent` (`""`: none) and returns
+    /// the parent chain it would get (immediate parent first), without writing.
+    ///
+    /// # Errors
+    /// As [`Tx::create_snapshot`].
+    pub fn check_create(&self, kind: Kind, key: &str, parent: &str) -> Result<Vec<u64>> {
+        if kind == Kind::Committed {
+            return Err(Error::invalid_argument(format!(
+                "snapshot {key}: kind must be Active or View"
+            )));
+        }
+        if key.is_empty() {
+            return Err(Error::invalid_argument("snapshot key must not be empty"));
+        }
+        if self.row(key)?.is_some() {
+            return Err(Error::already_exists(format!("snapshot {key}")));
+        }
+        if parent.is_empty() {
+            return Ok(Vec::new());
+        }
+        let p = self
+            .row(parent)?
+            .ok_or_else(|| Error::not_found(format!("parent snapshot {parent}")))?;
+        if p.kind != Kind::Committed {
+            return Err(Error::invalid_argument(format!(
+                "parent {parent} is not a committed snapshot"
+            )));
+        }
+        self.parent_chain(Some(p.id))
+    }
+
     /// Creates an active or view record `key` on `parent` (`""`: none).
     ///
     /// # Errors
@@ -359,31 +390,9 @@ impl Tx<'_> {
         parent: &str,
         labels: &Labels,
     ) -> Result<Snapshot> {
-        if kind == Kind::Committed {
-            return Err(Error::invalid_argument(format!(
-                "snapshot {key}: kind must be Active or View"
-            )));
-        }
-        if key.is_empty() {
-            return Err(Error::invalid_argument("snapshot key must not be empty"));
-        }
+        let parent_ids = self.check_create(kind, key, parent)?;
         strata_content::labels::validate(labels)?;
-        if self.row(key)?.is_some() {
-            return Err(Error::already_exists(format!("snapshot {key}")));
-        }
-        let parent_id = if parent.is_empty() {
-            None
-        } else {
-            let p = self
-                .row(parent)?
-                .ok_or_else(|| Error::not_found(format!("parent snapshot {parent}")))?;
-            if p.kind != Kind::Committed {
-                return Err(Error::invalid_argument(format!(
-                    "parent {parent} is not a committed snapshot"
-                )));
-            }
-            Some(p.id)
-        };
+        let parent_id = parent_ids.first().copied();
         let t = to_nanos(now());
         self.tx
             .execute(
@@ -402,7 +411,7 @@ impl Tx<'_> {
         Ok(Snapshot {
             id,
             kind,
-            parent_ids: self.parent_chain(parent_id)?,
+            parent_ids,
         })
     }
 

@@ -113,7 +113,7 @@ fn get_info_not_exist_and_empty_db() {
 fn walk() {
     let d = populated();
     let all = d.ms.read(|tx| tx.walk(&Filter::always())).unwrap();
-    let names: Vec<_> = all.iter().map(|i| i.name.as_str()).collect();
+    let names: Vec<_> = all.iter().map(|(_, i)| i.name.as_str()).collect();
     assert_eq!(
         names,
         [

@@ -1,0 +1,209 @@
+//! What both backends share: the root layout, the metastore, and the crash-safe life
+//! cycle of snapshot directories.
+//!
+//! Layout: `<root>/metadata.db`, `<root>/snapshots/<id>/…`. A snapshot directory is
+//! built under a temporary name (`new-*`), then renamed to its id inside the write
+//! transaction that creates the record; on removal the record goes first (one
+//! transaction), then the directory (`rm-<id>`). A crash therefore leaves at worst a
+//! directory that no record owns, which [`Base::cleanup`] deletes. Mutations hold a
+//! shared `flock` on `snapshots/` and cleanup an exclusive one, so cleanup never sees a
+//! directory that is still being built (also across processes).
+
+use crate::snapshotter::{Info, Kind, Usage};
+use crate::storage::{MetaStore, Snapshot};
+use rustix::fd::OwnedFd;
+use rustix::fs::{FlockOperation, Mode, OFlags};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use strata_content::filters::Filter;
+use strata_content::{Error, Labels, Result};
+
+/// Runs blocking work on tokio's blocking pool.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::internal(format!("snapshotter task failed: {e}")))?
+}
+
+#[derive(Debug)]
+pub(crate) struct Base {
+    pub root: PathBuf,
+    pub snapshots: PathBuf,
+    pub ms: MetaStore,
+}
+
+/// A held `flock` on `snapshots/` (released on drop).
+pub(crate) struct DirLock(#[allow(dead_code)] OwnedFd);
+
+impl Base {
+    pub fn open(root: &Path) -> Result<Arc<Self>> {
+        let snapshots = root.join("snapshots");
+        std::fs::create_dir_all(&snapshots)
+            .map_err(|e| Error::io(format!("create {}", snapshots.display()), e))?;
+        let ms = MetaStore::open(&root.join("metadata.db"))?;
+        Ok(Arc::new(Base {
+            root: root.to_owned(),
+            snapshots,
+            ms,
+        }))
+    }
+
+    pub fn dir(&self, id: u64) -> PathBuf {
+        self.snapshots.join(id.to_string())
+    }
+
+    fn lock(&self, op: FlockOperation) -> Result<DirLock> {
+        let what = || format!("lock {}", self.snapshots.display());
+        let fd = rustix::fs::open(
+            &self.snapshots,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::io(what(), e.into()))?;
+        rustix::fs::flock(&fd, op).map_err(|e| Error::io(what(), e.into()))?;
+        Ok(DirLock(fd))
+    }
+
+    /// Creates snapshot `key`: validates, builds its directory under a temporary name
+    /// with `populate(tmp, parent_ids)`, then records it and renames the directory to
+    /// its id in one transaction.
+    pub fn create(
+        &self,
+        kind: Kind,
+        key: &str,
+        parent: &str,
+        labels: &Labels,
+        populate: impl FnOnce(&Path, &[u64]) -> Result<()>,
+    ) -> Result<Snapshot> {
+        strata_content::labels::validate(labels)?;
+        let _lock = self.lock(FlockOperation::LockShared)?;
+        let parents = self.ms.read(|tx| tx.check_create(kind, key, parent))?;
+        let tmp = tempfile::Builder::new()
+            .prefix("new-")
+            .tempdir_in(&self.snapshots)
+            .map_err(|e| {
+                Error::io(
+                    format!("create directory in {}", self.snapshots.display()),
+                    e,
+                )
+            })?;
+        populate(tmp.path(), &parents).map_err(|e| e.context(format!("prepare snapshot {key}")))?;
+        let s = self.ms.write(|tx| {
+            let s = tx.create_snapshot(kind, key, parent, labels)?;
+            if s.parent_ids != parents {
+                return Err(Error::failed_precondition(format!(
+                    "parent {parent} of snapshot {key} changed while preparing"
+                )));
+            }
+            let target = self.dir(s.id);
+            // A directory left by a crash between rename and commit may carry this id.
+            if target.exists() {
+                let _ = std::fs::remove_dir_all(&target);
+            }
+            std::fs::rename(tmp.path(), &target).map_err(|e| {
+                Error::io(format!("rename snapshot dir to {}", target.display()), e)
+            })?;
+            Ok(s)
+        })?;
+        // The temporary path is gone (renamed); nothing to clean.
+        let _ = tmp.keep();
+        Ok(s)
+    }
+
+    /// Commits active `key` as `name`; `usage_of(id)` computes the usage to freeze.
+    pub fn commit(
+        &self,
+        name: &str,
+        key: &str,
+        labels: &Labels,
+        usage_of: impl Fn(u64) -> Result<Usage>,
+    ) -> Result<()> {
+        let _lock = self.lock(FlockOperation::LockShared)?;
+        loop {
+            let (id, info, _) = self.ms.read(|tx| tx.get_info(key))?;
+            let usage = if info.kind == Kind::Active {
+                usage_of(id)?
+            } else {
+                Usage::default()
+            };
+            let done = self.ms.write(|tx| {
+                // Checks name and key again; the usage must be of the same snapshot.
+                match tx.get_info(key) {
+                    Ok((now_id, _, _)) if now_id != id => return Ok(false),
+                    _ => {}
+                }
+                tx.commit_active(key, name, usage, labels)?;
+                Ok(true)
+            })?;
+            if done {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Removes the record of `key`, then its directory (unless `defer`, which leaves the
+    /// directory to [`Base::cleanup`]).
+    pub fn remove(&self, key: &str, defer: bool) -> Result<()> {
+        let _lock = self.lock(FlockOperation::LockShared)?;
+        let (id, _) = self.ms.write(|tx| tx.remove(key))?;
+        if defer {
+            return Ok(());
+        }
+        let dir = self.dir(id);
+        let rm = self.snapshots.join(format!("rm-{id}"));
+        match std::fs::rename(&dir, &rm) {
+            Ok(()) => remove_tree(&rm),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(
+                format!("remove snapshot dir {}", dir.display()),
+                e,
+            )),
+        }
+    }
+
+    /// Deletes every entry of `snapshots/` that no record owns.
+    pub fn cleanup(&self) -> Result<()> {
+        let _lock = self.lock(FlockOperation::LockExclusive)?;
+        let ids = self.ms.read(|tx| tx.ids())?;
+        let rd = std::fs::read_dir(&self.snapshots)
+            .map_err(|e| Error::io(format!("read {}", self.snapshots.display()), e))?;
+        for e in rd {
+            let e = e.map_err(|e| Error::io(format!("read {}", self.snapshots.display()), e))?;
+            let owned = e
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u64>().ok())
+                .is_some_and(|id| ids.contains(&id));
+            if !owned {
+                tracing::debug!(path = %e.path().display(), "removing unowned snapshot dir");
+                remove_tree(&e.path())?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn walk(&self, filters: &[String]) -> Result<Vec<(u64, Info)>> {
+        let f = Filter::parse_all(filters)?;
+        self.ms.read(|tx| tx.walk(&f))
+    }
+}
+
+/// `rm -rf` that tolerates a missing path.
+pub(crate) fn remove_tree(p: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(p) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(format!("stat {}", p.display()), e)),
+        Ok(md) if !md.is_dir() => {
+            return std::fs::remove_file(p)
+                .map_err(|e| Error::io(format!("remove {}", p.display()), e));
+        }
+        Ok(_) => {}
+    }
+    match std::fs::remove_dir_all(p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(format!("remove {}", p.display()), e)),
+    }
+}

@@ -1,0 +1,3 @@
+//! The snapshotter conformance suite (containerd's `SnapshotterSuite`).
+
+pub mod fstest;
