@@ -10,3 +10,8 @@ pub mod media_types;
 pub mod reference;
 pub mod remote;
 pub mod platforms;
+pub mod handlers;
+pub mod identity;
+pub mod image;
+#[cfg(test)]
+mod test_fixtures;
