@@ -1,0 +1,481 @@
+//! Applying one tar entry: create the node relative to its resolved parent fd, then its
+//! metadata (lchown before chmod, xattrs, times).
+
+use super::resolve::{self, clean, join};
+use super::{Applier, show};
+use crate::fsutil;
+use rustix::fd::{AsFd, OwnedFd};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, XattrFlags};
+use rustix::io::Errno;
+use std::io::{self, Read, Write};
+use std::rc::Rc;
+use strata_content::{Error, Result};
+use tar::EntryType;
+
+/// A timestamp: (seconds, nanoseconds).
+pub(crate) type Time = (i64, u32);
+
+/// Metadata carried by one entry.
+struct Meta {
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime: Time,
+    atime: Time,
+    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// Parses a PAX time (`1234.5678`, `-1.5`).
+fn parse_pax_time(v: &[u8]) -> Option<Time> {
+    let s = std::str::from_utf8(v).ok()?;
+    let (neg, s) = match s.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, s),
+    };
+    let (sec, frac) = s.split_once('.').unwrap_or((s, ""));
+    let sec: i64 = sec.parse().ok()?;
+    let mut ns: u32 = 0;
+    for (i, c) in frac.bytes().take(9).enumerate() {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        ns += (c - b'0') as u32 * 10u32.pow(8 - i as u32);
+    }
+    Some(if neg {
+        if ns > 0 {
+            (-sec - 1, 1_000_000_000 - ns)
+        } else {
+            (-sec, 0)
+        }
+    } else {
+        (sec, ns)
+    })
+}
+
+fn ts(t: Time) -> Timespec {
+    Timespec {
+        tv_sec: t.0,
+        tv_nsec: t.1 as _,
+    }
+}
+
+/// Sets the times of `name` in `dir` without following a symlink.
+pub(crate) fn set_times_at(dir: &OwnedFd, name: &[u8], atime: Time, mtime: Time) -> io::Result<()> {
+    let t = Timestamps {
+        last_access: ts(atime),
+        last_modification: ts(mtime),
+    };
+    rustix::fs::utimensat(dir.as_fd(), name, &t, AtFlags::SYMLINK_NOFOLLOW)?;
+    Ok(())
+}
+
+fn io_err(what: &str, path: &[u8], e: impl Into<io::Error>) -> Error {
+    Error::io(format!("{what} {}", show(path)), e.into())
+}
+
+/// Whether an xattr from an archive may be applied.
+fn xattr_allowed(name: &[u8]) -> bool {
+    !name.starts_with(b"trusted.")
+}
+
+/// Applies xattrs through `set`, skipping ENOTSUP and EPERM on `user.*` of special files.
+fn apply_xattrs(
+    xattrs: &[(Vec<u8>, Vec<u8>)],
+    special: bool,
+    path: &[u8],
+    mut set: impl FnMut(&[u8], &[u8]) -> rustix::io::Result<()>,
+) -> Result<()> {
+    for (k, v) in xattrs {
+        if !xattr_allowed(k) {
+            tracing::warn!(path = %show(path), xattr = %show(k), "ignoring trusted xattr from archive");
+            continue;
+        }
+        match set(k, v) {
+            Ok(()) => {}
+            Err(Errno::NOTSUP) => {
+                tracing::warn!(path = %show(path), xattr = %show(k), "xattr not supported")
+            }
+            Err(Errno::PERM) if special && k.starts_with(b"user.") => {}
+            Err(e) => return Err(io_err(&format!("set xattr {} on", show(k)), path, e)),
+        }
+    }
+    Ok(())
+}
+
+impl Applier<'_> {
+    /// Resolves (and creates) the parent directory `comps`.
+    fn parent(&mut self, comps: &[&[u8]], create: bool) -> Result<Option<Rc<OwnedFd>>> {
+        let lowers = &self.lowers;
+        self.root
+            .dir(comps, create, &mut |fd, path| {
+                copy_parent_info(lowers, fd, path)
+            })
+            .map_err(|e| io_err("resolve parent", &join(comps), e))
+    }
+
+    /// Removes `name` in `dir` and drops the parent cache if a dir or symlink went away.
+    pub(super) fn remove(&mut self, dir: &OwnedFd, name: &[u8], path: &[u8]) -> Result<()> {
+        let structural = fsutil::remove_all(dir, name).map_err(|e| io_err("remove", path, e))?;
+        if structural {
+            self.root.invalidate();
+        }
+        Ok(())
+    }
+
+    /// Applies one entry.
+    pub(super) fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<()> {
+        let etype = entry.header().entry_type();
+        if matches!(etype, EntryType::XGlobalHeader) {
+            return Ok(());
+        }
+        let path = entry.path_bytes().into_owned();
+        let comps = clean(&path);
+        let Some((base, parent)) = comps.split_last() else {
+            return Ok(()); // resolves to the root itself: skipped, like containerd
+        };
+        let base: &[u8] = base;
+        if let Some(wh) = base.strip_prefix(b".wh.") {
+            return self.whiteout(parent, wh, &path);
+        }
+        let link = entry.link_name_bytes().map(|c| c.into_owned());
+        let meta = self.meta(entry, &path)?;
+        let full = join(&comps);
+        let pfd = self.parent(parent, true)?.expect("created");
+        let is_dir = matches!(etype, EntryType::Directory);
+        match etype {
+            EntryType::Directory => self.dir(&pfd, base, &comps, &full, &meta)?,
+            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
+                self.file(&pfd, base, &full, &meta, entry)?
+            }
+            EntryType::Symlink => {
+                let target = link.ok_or_else(|| {
+                    Error::invalid_argument(format!("symlink {} without target", show(&path)))
+                })?;
+                self.create_retry(&pfd, base, &full, |d| {
+                    rustix::fs::symlinkat(target.as_slice(), d.as_fd(), base)
+                })?;
+                self.special_meta(&pfd, base, &full, &meta, true)?;
+            }
+            EntryType::Link => {
+                let target = link.ok_or_else(|| {
+                    Error::invalid_argument(format!("hardlink {} without target", show(&path)))
+                })?;
+                self.hardlink(&pfd, base, &full, &target)?;
+            }
+            EntryType::Char | EntryType::Block | EntryType::Fifo => {
+                let ft = match etype {
+                    EntryType::Char => FileType::CharacterDevice,
+                    EntryType::Block => FileType::BlockDevice,
+                    _ => FileType::Fifo,
+                };
+                let h = entry.header();
+                let major = h.device_major().ok().flatten().unwrap_or(0);
+                let minor = h.device_minor().ok().flatten().unwrap_or(0);
+                let dev = rustix::fs::makedev(major, minor);
+                self.create_retry(&pfd, base, &full, |d| {
+                    rustix::fs::mknodat(d.as_fd(), base, ft, Mode::from_raw_mode(0o600), dev)
+                })?;
+                self.special_meta(&pfd, base, &full, &meta, false)?;
+            }
+            other => {
+                return Err(Error::invalid_argument(format!(
+                    "unhandled tar entry type {other:?} for {}",
+                    show(&path)
+                )));
+            }
+        }
+        if !is_dir || !self.unpacked.contains(&full) {
+            self.unpacked.insert(full);
+        }
+        Ok(())
+    }
+
+    fn meta<R: Read>(&self, entry: &mut tar::Entry<'_, R>, path: &[u8]) -> Result<Meta> {
+        let bad = |what: &str, e: io::Error| {
+            Error::invalid_argument(format!("invalid archive: {what} of {}: {e}", show(path)))
+        };
+        let h = entry.header();
+        let mode = h.mode().map_err(|e| bad("mode", e))? & 0o7777;
+        let uid = h.uid().map_err(|e| bad("uid", e))?;
+        let gid = h.gid().map_err(|e| bad("gid", e))?;
+        let mtime_s = h.mtime().map_err(|e| bad("mtime", e))?;
+        let mut m = Meta {
+            mode,
+            uid: u32::try_from(uid).map_err(|_| bad("uid", io::ErrorKind::InvalidData.into()))?,
+            gid: u32::try_from(gid).map_err(|_| bad("gid", io::ErrorKind::InvalidData.into()))?,
+            mtime: (mtime_s.min(i64::MAX as u64) as i64, 0),
+            atime: (0, 0),
+            xattrs: Vec::new(),
+        };
+        let mut atime = None;
+        if let Some(exts) = entry.pax_extensions().map_err(|e| bad("pax header", e))? {
+            for ext in exts {
+                let ext = ext.map_err(|e| bad("pax record", e))?;
+                let k = ext.key_bytes();
+                if let Some(name) = k.strip_prefix(b"SCHILY.xattr.") {
+                    m.xattrs.push((name.to_vec(), ext.value_bytes().to_vec()));
+                } else if k == b"mtime" {
+                    if let Some(t) = parse_pax_time(ext.value_bytes()) {
+                        m.mtime = t;
+                    }
+                } else if k == b"atime" {
+                    atime = parse_pax_time(ext.value_bytes());
+                }
+            }
+        }
+        m.atime = match atime {
+            Some(a) if a > m.mtime => a,
+            _ => m.mtime,
+        };
+        Ok(m)
+    }
+
+    /// Runs `create` and, on EEXIST, removes what is there and retries once.
+    fn create_retry(
+        &mut self,
+        pfd: &OwnedFd,
+        base: &[u8],
+        full: &[u8],
+        create: impl Fn(&OwnedFd) -> rustix::io::Result<()>,
+    ) -> Result<()> {
+        match create(pfd) {
+            Ok(()) => Ok(()),
+            Err(Errno::EXIST) => {
+                self.remove(pfd, base, full)?;
+                create(pfd).map_err(|e| io_err("create", full, e))
+            }
+            Err(e) => Err(io_err("create", full, e)),
+        }
+    }
+
+    fn dir(
+        &mut self,
+        pfd: &OwnedFd,
+        base: &[u8],
+        comps: &[&[u8]],
+        full: &[u8],
+        meta: &Meta,
+    ) -> Result<()> {
+        match rustix::fs::mkdirat(pfd.as_fd(), base, Mode::from_raw_mode(0o700)) {
+            Ok(()) => {}
+            Err(Errno::EXIST) => {
+                let st = rustix::fs::statat(pfd.as_fd(), base, AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(|e| io_err("stat", full, e))?;
+                if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
+                    self.remove(pfd, base, full)?;
+                    rustix::fs::mkdirat(pfd.as_fd(), base, Mode::from_raw_mode(0o700))
+                        .map_err(|e| io_err("mkdir", full, e))?;
+                }
+            }
+            Err(e) => return Err(io_err("mkdir", full, e)),
+        }
+        let dfd = rustix::fs::openat(
+            pfd.as_fd(),
+            base,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| io_err("open dir", full, e))?;
+        self.fd_meta(&dfd, full, meta, false)?;
+        self.root.remember(comps, dfd);
+        self.dir_times.push((full.to_vec(), meta.atime, meta.mtime));
+        Ok(())
+    }
+
+    fn fd_meta(&self, fd: &OwnedFd, full: &[u8], meta: &Meta, times: bool) -> Result<()> {
+        if !self.opts.no_same_owner {
+            rustix::fs::fchown(
+                fd,
+                Some(rustix::fs::Uid::from_raw(meta.uid)),
+                Some(rustix::fs::Gid::from_raw(meta.gid)),
+            )
+            .map_err(|e| io_err("chown", full, e))?;
+        }
+        rustix::fs::fchmod(fd, Mode::from_raw_mode(meta.mode))
+            .map_err(|e| io_err("chmod", full, e))?;
+        apply_xattrs(&meta.xattrs, false, full, |k, v| {
+            rustix::fs::fsetxattr(fd, k, v, XattrFlags::empty())
+        })?;
+        if times {
+            let t = Timestamps {
+                last_access: ts(meta.atime),
+                last_modification: ts(meta.mtime),
+            };
+            rustix::fs::futimens(fd, &t).map_err(|e| io_err("set times of", full, e))?;
+        }
+        Ok(())
+    }
+
+    fn file<R: Read>(
+        &mut self,
+        pfd: &OwnedFd,
+        base: &[u8],
+        full: &[u8],
+        meta: &Meta,
+        data: &mut tar::Entry<'_, R>,
+    ) -> Result<()> {
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let mode = Mode::from_raw_mode(0o600);
+        let fd = match rustix::fs::openat(pfd.as_fd(), base, flags, mode) {
+            Ok(fd) => fd,
+            Err(Errno::EXIST) => {
+                self.remove(pfd, base, full)?;
+                rustix::fs::openat(pfd.as_fd(), base, flags, mode)
+                    .map_err(|e| io_err("create", full, e))?
+            }
+            Err(e) => return Err(io_err("create", full, e)),
+        };
+        let mut f = std::fs::File::from(fd);
+        let mut copied = 0u64;
+        loop {
+            let n = match data.read(&mut self.buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(Error::invalid_argument(format!(
+                        "read data of {}: {e}",
+                        show(full)
+                    )));
+                }
+            };
+            f.write_all(&self.buf[..n])
+                .map_err(|e| io_err("write", full, e))?;
+            copied += n as u64;
+        }
+        let _ = copied;
+        let fd = OwnedFd::from(f);
+        self.fd_meta(&fd, full, meta, true)
+    }
+
+    /// Metadata for symlinks and special files, by `(parent, name)` without following.
+    fn special_meta(
+        &self,
+        pfd: &OwnedFd,
+        base: &[u8],
+        full: &[u8],
+        meta: &Meta,
+        symlink: bool,
+    ) -> Result<()> {
+        if !self.opts.no_same_owner {
+            rustix::fs::chownat(
+                pfd.as_fd(),
+                base,
+                Some(rustix::fs::Uid::from_raw(meta.uid)),
+                Some(rustix::fs::Gid::from_raw(meta.gid)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(|e| io_err("lchown", full, e))?;
+        }
+        if !symlink {
+            // A node we just created; open it O_PATH|O_NOFOLLOW and chmod through the fd
+            // path so a swapped-in symlink is never followed.
+            let o = rustix::fs::openat(
+                pfd.as_fd(),
+                base,
+                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| io_err("open", full, e))?;
+            let st = rustix::fs::fstat(&o).map_err(|e| io_err("stat", full, e))?;
+            if FileType::from_raw_mode(st.st_mode) == FileType::Symlink {
+                return Err(io_err("chmod", full, Errno::LOOP));
+            }
+            rustix::fs::chmodat(
+                rustix::fs::CWD,
+                fsutil::proc_path(&o, b"").as_os_str(),
+                Mode::from_raw_mode(meta.mode),
+                AtFlags::empty(),
+            )
+            .map_err(|e| io_err("chmod", full, e))?;
+        }
+        let p = fsutil::proc_path(pfd, base);
+        apply_xattrs(&meta.xattrs, true, full, |k, v| {
+            rustix::fs::lsetxattr(p.as_os_str(), k, v, XattrFlags::empty())
+        })?;
+        set_times_at(pfd, base, meta.atime, meta.mtime).map_err(|e| io_err("set times of", full, e))
+    }
+
+    fn hardlink(&mut self, pfd: &OwnedFd, base: &[u8], full: &[u8], target: &[u8]) -> Result<()> {
+        let tcomps = clean(target);
+        let Some((tbase, tparent)) = tcomps.split_last() else {
+            return Err(Error::invalid_argument(format!(
+                "invalid archive: hardlink {} to the root",
+                show(full)
+            )));
+        };
+        let tfull = join(&tcomps);
+        if tfull == full {
+            return Ok(());
+        }
+        let tpfd = self.parent(tparent, false)?.ok_or_else(|| {
+            Error::invalid_argument(format!(
+                "hardlink {} to missing {}",
+                show(full),
+                show(target)
+            ))
+        })?;
+        let tbase: &[u8] = tbase;
+        self.create_retry(pfd, base, full, |d| {
+            rustix::fs::linkat(tpfd.as_fd(), tbase, d.as_fd(), base, AtFlags::empty())
+        })
+    }
+}
+
+/// In overlay mode, gives an implied parent the owner, mode, times and non-`trusted.*`
+/// xattrs of the first lowerdir that has that directory.
+fn copy_parent_info(lowers: &[OwnedFd], fd: &OwnedFd, path: &[u8]) -> io::Result<()> {
+    for lower in lowers {
+        let l = match resolve::open_in_root(lower, path, OFlags::RDONLY | OFlags::DIRECTORY) {
+            Ok(l) => l,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) => {
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let st = rustix::fs::fstat(&l)?;
+        rustix::fs::fchown(
+            fd,
+            Some(rustix::fs::Uid::from_raw(st.st_uid)),
+            Some(rustix::fs::Gid::from_raw(st.st_gid)),
+        )?;
+        rustix::fs::fchmod(fd, Mode::from_raw_mode(st.st_mode & 0o7777))?;
+        for (k, v) in fsutil::lxattrs(fsutil::proc_path(&l, b"").as_os_str())? {
+            if k.starts_with(b"trusted.") {
+                continue;
+            }
+            match rustix::fs::fsetxattr(fd, k.as_slice(), &v, XattrFlags::empty()) {
+                Ok(()) | Err(Errno::NOTSUP) | Err(Errno::PERM) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let t = Timestamps {
+            last_access: Timespec {
+                tv_sec: st.st_atime as _,
+                tv_nsec: st.st_atime_nsec as _,
+            },
+            last_modification: Timespec {
+                tv_sec: st.st_mtime as _,
+                tv_nsec: st.st_mtime_nsec as _,
+            },
+        };
+        rustix::fs::futimens(fd, &t)?;
+        return Ok(());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_pax_time;
+
+    #[test]
+    fn pax_times() {
+        assert_eq!(parse_pax_time(b"1234"), Some((1234, 0)));
+        assert_eq!(parse_pax_time(b"1234.5"), Some((1234, 500_000_000)));
+        assert_eq!(parse_pax_time(b"1.000000001999"), Some((1, 1)));
+        assert_eq!(parse_pax_time(b"-1.5"), Some((-2, 500_000_000)));
+        assert_eq!(parse_pax_time(b"x"), None);
+    }
+}
