@@ -15,3 +15,4 @@ pub mod identity;
 pub mod image;
 #[cfg(test)]
 mod test_fixtures;
+pub mod store;
