@@ -9,6 +9,7 @@
 pub mod media_types;
 pub mod reference;
 pub mod remote;
+pub mod service;
 pub mod platforms;
 pub mod handlers;
 pub mod identity;

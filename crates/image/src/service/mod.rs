@@ -1,0 +1,175 @@
+//! The image service: the flows users call, over the content store and the image store.
+//!
+//! Today: [`ImageService::fetch`] (resolve → walk index/manifest/config/layers → land
+//! every blob in the content store, verified and resumable, with GC labels, distribution
+//! source labels, progress, and an image record) and [`ImageService::push`]. Unpack and
+//! Commit join later; the service is built to hold the snapshotters and the differ then.
+//!
+//! ## Fetch flow
+//! 1. Parse the reference (docker defaults, `:latest`), build a [`Resolver`] and resolve
+//!    the target descriptor (HEAD, then GET).
+//! 2. [`dispatch`](crate::handlers::dispatch) over the graph with the handler stack of
+//!    containerd's pull: *fetch this blob*, then *children* (index → manifests,
+//!    manifest → config + layers) wrapped by `set_children_labels` (GC refs on the
+//!    parent), `filter_platforms` and `limit_manifests`. The dispatch limiter bounds the
+//!    concurrent downloads ([`FetchOptions::max_concurrent_downloads`], default 3).
+//! 3. Each blob: a per-digest lock (single-flight inside this process: a second fetch of
+//!    the same blob waits, then finds it committed); `Exists` if committed; else open the
+//!    ingest `<kind>-<digest>` (retrying while another process holds it), resume at its
+//!    offset (`Range: bytes=<offset>-`), stream into the writer, and commit with the
+//!    expected size and digest (the store verifies). A digest mismatch aborts the ingest,
+//!    so nothing wrong is ever committed or resumed. The
+//!    `containerd.io/distribution.source.<host>=<repo>` label is set or appended.
+//! 4. Create or update the image record `name → target`.
+//!
+//! Leases arrive in a later change: the hook is [`FetchOptions::lease`], which will be
+//! taken before step 2 and released after step 4 so GC cannot collect half a pull.
+//!
+//! ## For the pipelined pull (fetch + unpack)
+//! [`FetchOptions::on_blob`] receives every blob's descriptor as soon as it is committed
+//! (or found present), in completion order. An unpacker can apply layer N when its
+//! notification has arrived and its parent chain is ready, while later layers are still
+//! downloading.
+
+mod fetch;
+mod push;
+
+pub use fetch::{BlobEvent, FetchOptions, PlatformSelection};
+pub use push::PushOptions;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+
+use strata_content::{Descriptor, Store};
+
+use crate::store::ImageStore;
+
+/// The state of one blob in a fetch or push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressState {
+    /// Queued behind the concurrency limit or another fetch of the same blob.
+    Waiting,
+    /// Bytes are moving; `offset` says how many are done.
+    Downloading,
+    /// Fetched (or pushed) and committed.
+    Done,
+    /// Already present; nothing was transferred.
+    Exists,
+}
+
+/// A progress event for one blob.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    /// The ingest ref (`layer-sha256:…`).
+    pub reference: String,
+    /// The blob.
+    pub descriptor: Descriptor,
+    /// What is happening.
+    pub state: ProgressState,
+    /// Bytes done so far (including resumed bytes).
+    pub offset: u64,
+    /// The blob's size.
+    pub total: u64,
+}
+
+/// A progress callback; called from the transferring tasks, so it should be quick.
+pub type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
+
+/// Per-key async locks that disappear when unused: single-flight by digest.
+#[derive(Default)]
+pub(crate) struct KeyedLocks {
+    map: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
+}
+
+impl KeyedLocks {
+    pub(crate) async fn lock(&self, key: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let m = {
+            let mut map = self.map.lock().unwrap();
+            map.retain(|_, w| w.strong_count() > 0);
+            match map.get(key).and_then(Weak::upgrade) {
+                Some(m) => m,
+                None => {
+                    let m = Arc::new(tokio::sync::Mutex::new(()));
+                    map.insert(key.to_string(), Arc::downgrade(&m));
+                    m
+                }
+            }
+        };
+        m.lock_owned().await
+    }
+}
+
+/// Fetches and pushes images between registries and the local stores.
+pub struct ImageService {
+    content: Arc<dyn Store>,
+    images: Arc<ImageStore>,
+    blob_locks: Arc<KeyedLocks>,
+}
+
+impl ImageService {
+    /// A service over a content store and an image store (of the same namespace).
+    pub fn new(content: Arc<dyn Store>, images: Arc<ImageStore>) -> Self {
+        ImageService {
+            content,
+            images,
+            blob_locks: Arc::default(),
+        }
+    }
+
+    /// The content store.
+    pub fn content(&self) -> &Arc<dyn Store> {
+        &self.content
+    }
+
+    /// The image store.
+    pub fn images(&self) -> &Arc<ImageStore> {
+        &self.images
+    }
+}
+
+/// containerd's `MakeRefKey`: the ingest ref of a blob, `<kind>-<digest>`.
+///
+/// ```
+/// use strata_image::service::ref_key;
+/// let d = strata_content::Descriptor::new(
+///     strata_image::media_types::OCI_LAYER_GZIP.into(), 1,
+///     strata_content::digest::sha256(b"x"));
+/// assert!(ref_key(&d).starts_with("layer-sha256:"));
+/// ```
+pub fn ref_key(desc: &Descriptor) -> String {
+    format!(
+        "{}-{}",
+        crate::media_types::ref_key_prefix(desc.media_type().as_ref()),
+        desc.digest()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn keyed_locks_serialize_one_key_only() {
+        let l = Arc::new(KeyedLocks::default());
+        let g = l.lock("a").await;
+        // Another key is free.
+        let _b = tokio::time::timeout(std::time::Duration::from_millis(100), l.lock("b"))
+            .await
+            .expect("b is free");
+        let l2 = l.clone();
+        let waiter = tokio::spawn(async move {
+            let _g = l2.lock("a").await;
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!waiter.is_finished(), "a is held");
+        drop(g);
+        waiter.await.unwrap();
+        assert!(
+            l.map
+                .lock()
+                .unwrap()
+                .values()
+                .all(|w| w.strong_count() <= 1)
+        );
+    }
+}

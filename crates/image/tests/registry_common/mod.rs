@@ -1,0 +1,492 @@
+//! Test helpers for the registry tests: a real Debian `docker-registry` on a free
+//! loopback port (killed on drop), a counting/cutting HTTP proxy in front of it, and
+//! images built from real tar+gzip layers.
+#![allow(dead_code)]
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use strata_content::digest::sha256;
+use strata_content::local::LocalStore;
+use strata_content::{Descriptor, Store};
+use strata_image::image::Image;
+use strata_image::media_types as mt;
+use strata_image::service::ImageService;
+use strata_image::store::ImageStore;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Whether `tool` is on PATH; when it is not, prints a skip message, or panics when
+/// `STRATA_REQUIRE_PEERS=1`.
+pub fn have(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !found {
+        if std::env::var("STRATA_REQUIRE_PEERS").as_deref() == Ok("1") {
+            panic!("{tool} is required (STRATA_REQUIRE_PEERS=1) but missing");
+        }
+        eprintln!("SKIP: {tool} not installed");
+    }
+    found
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `docker-registry serve` process with its own storage; killed on drop.
+pub struct Registry {
+    pub addr: String,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    /// Starts a registry; `auth` = (user, password) enables htpasswd basic auth.
+    /// `None` when docker-registry is missing (and peers are not required).
+    pub async fn start(auth: Option<(&str, &str)>) -> Option<Registry> {
+        if !have("docker-registry") {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut auth_conf = String::new();
+        if let Some((u, p)) = auth {
+            let hash = bcrypt::hash(p, 4).unwrap();
+            let hp = dir.path().join("htpasswd");
+            std::fs::write(&hp, format!("{u}:{hash}\n")).unwrap();
+            auth_conf = format!(
+                "auth:\n  htpasswd:\n    realm: strata-test\n    path: {}\n",
+                hp.display()
+            );
+        }
+        let conf = format!(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n\
+             storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
+             http:\n  addr: {addr}\n{auth_conf}",
+            dir.path().join("data").display()
+        );
+        let cp = dir.path().join("config.yml");
+        std::fs::write(&cp, conf).unwrap();
+        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&cp)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start docker-registry");
+        let reg = Registry {
+            addr: addr.clone(),
+            child,
+            _dir: dir,
+        };
+        for _ in 0..100 {
+            if TcpStream::connect(&addr).await.is_ok() {
+                return Some(reg);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("docker-registry did not listen on {addr}");
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What the proxy does with one request.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Pass through.
+    Forward,
+    /// Pass the head and the first `n` body bytes, then drop the connection.
+    CutAfter(u64),
+    /// Pass through with one body byte flipped at offset `n`.
+    Corrupt(u64),
+    /// Answer with this status and an empty JSON error body.
+    Status(u16),
+    /// Answer 200 with these headers and body (for HEAD, headers only).
+    Respond(Vec<(String, String)>, Vec<u8>),
+}
+
+/// One request seen by the proxy.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub range: Option<String>,
+    /// Response body bytes passed to the client.
+    pub body_bytes: u64,
+}
+
+type Rule = Box<dyn FnMut(&str, &str) -> Action + Send>;
+
+/// A one-request-per-connection HTTP proxy in front of a registry that counts response
+/// body bytes per request and can cut, corrupt or replace responses.
+pub struct Proxy {
+    pub addr: String,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    rule: Arc<Mutex<Rule>>,
+}
+
+impl Proxy {
+    pub async fn start(upstream: &str) -> Proxy {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let rule: Arc<Mutex<Rule>> =
+            Arc::new(Mutex::new(Box::new(|_: &str, _: &str| Action::Forward)));
+        let (s2, r2, up) = (seen.clone(), rule.clone(), upstream.to_string());
+        tokio::spawn(async move {
+            loop {
+                let Ok((c, _)) = l.accept().await else { return };
+                let (s, r, up) = (s2.clone(), r2.clone(), up.clone());
+                tokio::spawn(async move {
+                    let _ = handle(c, &up, s, r).await;
+                });
+            }
+        });
+        Proxy { addr, seen, rule }
+    }
+
+    /// Sets the rule: `f(method, path)` → action.
+    pub fn set_rule(&self, f: impl FnMut(&str, &str) -> Action + Send + 'static) {
+        *self.rule.lock().unwrap() = Box::new(f);
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn clear(&self) {
+        self.seen.lock().unwrap().clear();
+    }
+
+    /// Body bytes served for GETs whose path contains `needle`.
+    pub fn served(&self, needle: &str) -> u64 {
+        self.seen()
+            .iter()
+            .filter(|s| s.method == "GET" && s.path.contains(needle))
+            .map(|s| s.body_bytes)
+            .sum()
+    }
+}
+
+fn find_head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+}
+
+async fn read_head(s: &mut TcpStream) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 8192];
+    loop {
+        if let Some(end) = find_head_end(&buf) {
+            let rest = buf.split_off(end);
+            return Ok((buf, rest));
+        }
+        let n = s.read(&mut tmp).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&tmp[..n]);
+    }
+}
+
+/// Replaces any `Connection` header with `Connection: close`.
+fn force_close(head: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(head);
+    let mut out = String::new();
+    for line in text.split("\r\n") {
+        if line.is_empty() {
+            continue;
+        }
+        if line.to_ascii_lowercase().starts_with("connection:") {
+            continue;
+        }
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    out.push_str("Connection: close\r\n\r\n");
+    out.into_bytes()
+}
+
+async fn handle(
+    mut c: TcpStream,
+    upstream: &str,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    rule: Arc<Mutex<Rule>>,
+) -> std::io::Result<()> {
+    let (head, rest) = read_head(&mut c).await?;
+    let text = String::from_utf8_lossy(&head).to_string();
+    let mut first = text.lines().next().unwrap_or_default().split(' ');
+    let method = first.next().unwrap_or_default().to_string();
+    let path = first.next().unwrap_or_default().to_string();
+    let range = text
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("range:"))
+        .map(|l| l[6..].trim().to_string());
+    let action = (rule.lock().unwrap())(&method, &path);
+    let idx = {
+        let mut s = seen.lock().unwrap();
+        s.push(Seen {
+            method: method.clone(),
+            path: path.clone(),
+            range,
+            body_bytes: 0,
+        });
+        s.len() - 1
+    };
+    match &action {
+        Action::Status(code) => {
+            let body = br#"{"errors":[{"code":"UNKNOWN","message":"injected by test proxy"}]}"#;
+            let resp = format!(
+                "HTTP/1.1 {code} Injected\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            c.write_all(resp.as_bytes()).await?;
+            c.write_all(body).await?;
+            return c.shutdown().await;
+        }
+        Action::Respond(headers, body) => {
+            let mut resp = "HTTP/1.1 200 OK\r\nConnection: close\r\n".to_string();
+            for (k, v) in headers {
+                resp.push_str(&format!("{k}: {v}\r\n"));
+            }
+            resp.push_str("\r\n");
+            c.write_all(resp.as_bytes()).await?;
+            if method != "HEAD" {
+                c.write_all(body).await?;
+                seen.lock().unwrap()[idx].body_bytes = body.len() as u64;
+            }
+            return c.shutdown().await;
+        }
+        _ => {}
+    }
+    let mut u = TcpStream::connect(upstream).await?;
+    u.write_all(&force_close(&head)).await?;
+    u.write_all(&rest).await?;
+    let (mut cr, mut cw) = c.into_split();
+    let (mut ur, mut uw) = u.into_split();
+    let copier = tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut cr, &mut uw).await;
+    });
+    let r = respond(&mut ur, &mut cw, action, &seen, idx).await;
+    copier.abort();
+    r
+}
+
+async fn respond(
+    ur: &mut tokio::net::tcp::OwnedReadHalf,
+    cw: &mut tokio::net::tcp::OwnedWriteHalf,
+    action: Action,
+    seen: &Arc<Mutex<Vec<Seen>>>,
+    idx: usize,
+) -> std::io::Result<()> {
+    // Response head.
+    let mut buf = Vec::new();
+    let mut tmp = vec![0u8; 64 * 1024];
+    let end = loop {
+        if let Some(end) = find_head_end(&buf) {
+            break end;
+        }
+        let n = ur.read(&mut tmp).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&tmp[..n]);
+    };
+    let mut body = buf.split_off(end);
+    cw.write_all(&force_close(&buf)).await?;
+    let mut sent = 0u64;
+    loop {
+        if !body.is_empty() {
+            match action {
+                Action::CutAfter(n) => {
+                    let allowed = n.saturating_sub(sent).min(body.len() as u64) as usize;
+                    cw.write_all(&body[..allowed]).await?;
+                    sent += allowed as u64;
+                    seen.lock().unwrap()[idx].body_bytes = sent;
+                    if sent >= n {
+                        // Close the connection mid-body.
+                        return cw.shutdown().await;
+                    }
+                }
+                Action::Corrupt(at) => {
+                    if at >= sent && at < sent + body.len() as u64 {
+                        body[(at - sent) as usize] ^= 0xff;
+                    }
+                    cw.write_all(&body).await?;
+                    sent += body.len() as u64;
+                }
+                _ => {
+                    cw.write_all(&body).await?;
+                    sent += body.len() as u64;
+                }
+            }
+            seen.lock().unwrap()[idx].body_bytes = sent;
+        }
+        let n = ur.read(&mut tmp).await?;
+        if n == 0 {
+            break;
+        }
+        body = tmp[..n].to_vec();
+    }
+    cw.shutdown().await
+}
+
+/// A content store and image store in a temp dir, with the service over them.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub content: Arc<LocalStore>,
+    pub images: Arc<ImageStore>,
+    pub svc: ImageService,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let content = Arc::new(LocalStore::open(dir.path().join("content")).unwrap());
+        let images = Arc::new(ImageStore::open(dir.path().join("metadata.db")).unwrap());
+        let svc = ImageService::new(content.clone() as Arc<dyn Store>, images.clone());
+        Env {
+            dir,
+            content,
+            images,
+            svc,
+        }
+    }
+}
+
+/// A gzip-compressed tar with `files` (path, contents).
+pub fn tar_gz(files: &[(&str, Vec<u8>)]) -> (Vec<u8>, Vec<u8>) {
+    let mut b = tar::Builder::new(Vec::new());
+    for (p, data) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(1_700_000_000);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_cksum();
+        b.append_data(&mut h, p, data.as_slice()).unwrap();
+    }
+    let raw = b.into_inner().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&raw).unwrap();
+    (gz.finish().unwrap(), raw)
+}
+
+/// Deterministic incompressible bytes.
+pub fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+async fn put(store: &LocalStore, mt: &str, data: &[u8]) -> Descriptor {
+    let d = Descriptor::new(mt.into(), data.len() as u64, sha256(data));
+    strata_content::helpers::write_blob(
+        store,
+        &format!("test-{}", d.digest()),
+        data,
+        &d,
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    d
+}
+
+/// Builds a single-platform OCI image (linux/amd64 or the host) with layers of the given
+/// sizes (bytes of incompressible file content) into `env` as `name`. Returns the
+/// manifest descriptor and the layer descriptors.
+pub async fn build_image(
+    env: &Env,
+    name: &str,
+    layer_sizes: &[usize],
+    seed: u64,
+) -> (Descriptor, Vec<Descriptor>) {
+    let mut layers = Vec::new();
+    let mut diff_ids = Vec::new();
+    for (i, n) in layer_sizes.iter().enumerate() {
+        let (gz, raw) = tar_gz(&[(&format!("file{i}"), noise(*n, seed + i as u64))]);
+        diff_ids.push(sha256(&raw).to_string());
+        layers.push(put(&env.content, mt::OCI_LAYER_GZIP, &gz).await);
+    }
+    let plat = strata_image::platforms::default_spec();
+    let config = serde_json::json!({
+        "architecture": plat.architecture, "os": plat.os,
+        "config": {"Cmd": ["/bin/sh"]},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        "history": [],
+    });
+    let config = put(
+        &env.content,
+        mt::OCI_CONFIG,
+        &serde_json::to_vec(&config).unwrap(),
+    )
+    .await;
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": mt::OCI_MANIFEST,
+        "config": config,
+        "layers": layers,
+    });
+    let manifest = put(
+        &env.content,
+        mt::OCI_MANIFEST,
+        &serde_json::to_vec(&manifest).unwrap(),
+    )
+    .await;
+    env.images
+        .create(Image::new(name, manifest.clone()))
+        .await
+        .unwrap();
+    (manifest, layers)
+}
+
+/// Runs a command, panicking with its output on failure.
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Every blob digest reachable in an OCI layout's blobs dir.
+pub fn layout_blobs(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| format!("sha256:{}", e.unwrap().file_name().to_string_lossy()))
+        .collect();
+    v.sort();
+    v
+}
