@@ -96,7 +96,7 @@ impl MetaStore {
             .map_err(db(what.clone()))?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(db(what.clone()))?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
+        conn.pragma_update(None, "synchronous", "FULL")
             .map_err(db(what.clone()))?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(db(what.clone()))?;

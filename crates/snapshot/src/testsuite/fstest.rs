@@ -67,7 +67,17 @@ pub fn apply(root: &Path, ops: &[Op]) -> io::Result<()> {
                     std::fs::remove_file(&full).map_err(|e| ctx(p, e))?;
                 }
             }
-            Op::RemoveAll(p) => std::fs::remove_dir_all(root.join(p)).map_err(|e| ctx(p, e))?,
+            Op::RemoveAll(p) => {
+                // As Go's os.RemoveAll: files too, and a missing path is fine.
+                let full = root.join(p);
+                let res = match std::fs::symlink_metadata(&full) {
+                    Ok(md) if md.is_dir() => std::fs::remove_dir_all(&full),
+                    Ok(_) => std::fs::remove_file(&full),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err(e),
+                };
+                res.map_err(|e| ctx(p, e))?
+            }
             Op::Rename(a, b) => {
                 std::fs::rename(root.join(a), root.join(b)).map_err(|e| ctx(a, e))?
             }
@@ -177,13 +187,16 @@ pub fn read_tree(root: &Path) -> io::Result<BTreeMap<PathBuf, Entry>> {
 
 /// Checks that trees `a` and `b` hold the same paths with the same type, mode, owner,
 /// contents, link targets, device numbers and xattrs (continuity's
-/// `CheckDirectoryEqual`; times and directory sizes are not compared).
+/// `CheckDirectoryEqual`; times, directory sizes and the roots themselves are not
+/// compared).
 ///
 /// # Errors
 /// A message listing the first differences.
 pub fn check_directory_equal(a: &Path, b: &Path) -> Result<(), String> {
-    let ta = read_tree(a).map_err(|e| format!("read {}: {e}", a.display()))?;
-    let tb = read_tree(b).map_err(|e| format!("read {}: {e}", b.display()))?;
+    let mut ta = read_tree(a).map_err(|e| format!("read {}: {e}", a.display()))?;
+    let mut tb = read_tree(b).map_err(|e| format!("read {}: {e}", b.display()))?;
+    ta.remove(Path::new(""));
+    tb.remove(Path::new(""));
     let mut diffs = Vec::new();
     for (p, ea) in &ta {
         match tb.get(p) {
