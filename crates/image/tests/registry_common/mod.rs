@@ -124,6 +124,8 @@ pub enum Action {
     Status(u16),
     /// Answer 200 with these headers and body (for HEAD, headers only).
     Respond(Vec<(String, String)>, Vec<u8>),
+    /// Answer with this status, headers and body.
+    Reply(u16, Vec<(String, String)>, Vec<u8>),
 }
 
 /// One request seen by the proxy.
@@ -137,6 +139,7 @@ pub struct Seen {
 }
 
 type Rule = Box<dyn FnMut(&str, &str) -> Action + Send>;
+type Gate = Box<dyn FnMut(&str, &str, &str) -> Option<Action> + Send>;
 
 /// A one-request-per-connection HTTP proxy in front of a registry that counts response
 /// body bytes per request and can cut, corrupt or replace responses.
@@ -144,6 +147,7 @@ pub struct Proxy {
     pub addr: String,
     seen: Arc<Mutex<Vec<Seen>>>,
     rule: Arc<Mutex<Rule>>,
+    gate: Arc<Mutex<Option<Gate>>>,
 }
 
 impl Proxy {
@@ -153,22 +157,39 @@ impl Proxy {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let rule: Arc<Mutex<Rule>> =
             Arc::new(Mutex::new(Box::new(|_: &str, _: &str| Action::Forward)));
-        let (s2, r2, up) = (seen.clone(), rule.clone(), upstream.to_string());
+        let gate: Arc<Mutex<Option<Gate>>> = Arc::new(Mutex::new(None));
+        let (s2, r2, g2, up) = (
+            seen.clone(),
+            rule.clone(),
+            gate.clone(),
+            upstream.to_string(),
+        );
         tokio::spawn(async move {
             loop {
                 let Ok((c, _)) = l.accept().await else { return };
-                let (s, r, up) = (s2.clone(), r2.clone(), up.clone());
+                let (s, r, g, up) = (s2.clone(), r2.clone(), g2.clone(), up.clone());
                 tokio::spawn(async move {
-                    let _ = handle(c, &up, s, r).await;
+                    let _ = handle(c, &up, s, r, g).await;
                 });
             }
         });
-        Proxy { addr, seen, rule }
+        Proxy {
+            addr,
+            seen,
+            rule,
+            gate,
+        }
     }
 
     /// Sets the rule: `f(method, path)` → action.
     pub fn set_rule(&self, f: impl FnMut(&str, &str) -> Action + Send + 'static) {
         *self.rule.lock().unwrap() = Box::new(f);
+    }
+
+    /// Sets a gate `f(method, path, request head)` consulted before the rule: `Some`
+    /// answers the request itself (e.g. an auth challenge or a token endpoint).
+    pub fn set_gate(&self, f: impl FnMut(&str, &str, &str) -> Option<Action> + Send + 'static) {
+        *self.gate.lock().unwrap() = Some(Box::new(f));
     }
 
     pub fn seen(&self) -> Vec<Seen> {
@@ -232,6 +253,7 @@ async fn handle(
     upstream: &str,
     seen: Arc<Mutex<Vec<Seen>>>,
     rule: Arc<Mutex<Rule>>,
+    gate: Arc<Mutex<Option<Gate>>>,
 ) -> std::io::Result<()> {
     let (head, rest) = read_head(&mut c).await?;
     let text = String::from_utf8_lossy(&head).to_string();
@@ -242,7 +264,15 @@ async fn handle(
         .lines()
         .find(|l| l.to_ascii_lowercase().starts_with("range:"))
         .map(|l| l[6..].trim().to_string());
-    let action = (rule.lock().unwrap())(&method, &path);
+    let gated = gate
+        .lock()
+        .unwrap()
+        .as_mut()
+        .and_then(|g| g(&method, &path, &text));
+    let action = match gated {
+        Some(a) => a,
+        None => (rule.lock().unwrap())(&method, &path),
+    };
     let idx = {
         let mut s = seen.lock().unwrap();
         s.push(Seen {
@@ -264,8 +294,18 @@ async fn handle(
             c.write_all(body).await?;
             return c.shutdown().await;
         }
-        Action::Respond(headers, body) => {
-            let mut resp = "HTTP/1.1 200 OK\r\nConnection: close\r\n".to_string();
+        Action::Respond(headers, body) | Action::Reply(_, headers, body) => {
+            let code = match &action {
+                Action::Reply(code, _, _) => *code,
+                _ => 200,
+            };
+            let mut resp = format!("HTTP/1.1 {code} X\r\nConnection: close\r\n");
+            if !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            {
+                resp.push_str(&format!("Content-Length: {}\r\n", body.len()));
+            }
             for (k, v) in headers {
                 resp.push_str(&format!("{k}: {v}\r\n"));
             }
