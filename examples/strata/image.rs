@@ -1,14 +1,393 @@
-//! `strata image …`: filled in by the image change.
+//! `strata image …`: pull, push, import, export, ls, inspect, rm, tag.
+//!
+//! State under `--root`: the content store at `<root>/content` and the image records in
+//! `<root>/metadata.db` (shared with leases), both per `--namespace`.
 
 use crate::common::Global;
 use clap::Subcommand;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use strata_content::local::LocalStore;
+use strata_content::{Provider, Store};
+use strata_image::image::{self as img, Image};
+use strata_image::platforms::{self, Platform};
+use strata_image::reference::Reference;
+use strata_image::remote::RegistryOptions;
+use strata_image::service::{
+    FetchOptions, ImageService, PlatformSelection, Progress, ProgressFn, ProgressState, PushOptions,
+};
+use strata_image::store::ImageStore;
+
+type Res<T = ()> = Result<T, Box<dyn std::error::Error>>;
 
 #[derive(Subcommand, Debug)]
 pub enum Cmd {
-    /// Not available yet.
-    Todo,
+    /// Fetch an image from a registry into the content store and record it.
+    Pull {
+        /// Use http:// (always the case for localhost and 127.0.0.0/8).
+        #[arg(long)]
+        plain_http: bool,
+        /// Platform(s) to fetch, e.g. linux/arm64/v8 [default: this host's].
+        #[arg(long, conflicts_with = "all_platforms")]
+        platform: Vec<String>,
+        /// Fetch every platform of a multi-platform image.
+        #[arg(long)]
+        all_platforms: bool,
+        /// Do not unpack into a snapshot (the only behaviour until unpack lands).
+        #[arg(long)]
+        no_unpack: bool,
+        /// Concurrent blob downloads.
+        #[arg(long, default_value_t = 3)]
+        max_concurrent_downloads: usize,
+        /// Registry credentials `user:password` [default: ~/.docker/config.json].
+        #[arg(long, env = "STRATA_REGISTRY_USER")]
+        user: Option<String>,
+        /// Mirror to try before the registry (repeatable, in order).
+        #[arg(long)]
+        mirror: Vec<String>,
+        /// The reference, e.g. `127.0.0.1:5000/debian:multi` or `busybox`.
+        reference: String,
+    },
+    /// Push a local image to a registry.
+    Push {
+        /// Use http://.
+        #[arg(long)]
+        plain_http: bool,
+        /// Registry credentials `user:password`.
+        #[arg(long, env = "STRATA_REGISTRY_USER")]
+        user: Option<String>,
+        /// Only these platforms of a multi-platform image.
+        #[arg(long)]
+        platform: Vec<String>,
+        /// The local image.
+        reference: String,
+        /// Where to push [default: the local name].
+        remote: Option<String>,
+    },
+    /// Import an OCI layout (directory or tar) or a `docker save` archive.
+    Import {
+        /// The directory or tar.
+        path: PathBuf,
+        /// Name of the image (or prefix, for archives with several).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Export images as an OCI layout: a directory, or a tar when PATH ends in `.tar`.
+    Export {
+        /// The image.
+        reference: String,
+        /// The directory or `.tar` file.
+        path: PathBuf,
+        /// Only these platforms of a multi-platform image.
+        #[arg(long)]
+        platform: Vec<String>,
+    },
+    /// List images.
+    Ls {
+        /// Only names.
+        #[arg(short, long)]
+        quiet: bool,
+        /// containerd-style filters (`name~=debian`, `labels."k"==v`).
+        filters: Vec<String>,
+    },
+    /// Show an image as JSON: target, manifest, config, DiffIDs, ChainID.
+    Inspect {
+        /// The image.
+        reference: String,
+    },
+    /// Remove image records (content is left to GC).
+    Rm {
+        /// The images.
+        #[arg(required = true)]
+        references: Vec<String>,
+    },
+    /// Create DST pointing at SRC's target.
+    Tag {
+        /// The existing image.
+        src: String,
+        /// The new name.
+        dst: String,
+    },
 }
 
-pub async fn run(_g: &Global, _cmd: Cmd) -> Result<(), Box<dyn std::error::Error>> {
-    Err("not implemented yet".into())
+struct Stores {
+    content: Arc<LocalStore>,
+    images: Arc<ImageStore>,
+    svc: ImageService,
+}
+
+fn open(g: &Global) -> Res<Stores> {
+    let content = Arc::new(LocalStore::open(g.content_root())?.namespace(&g.namespace));
+    let images = Arc::new(ImageStore::open(g.root().join("metadata.db"))?.namespace(&g.namespace));
+    let svc = ImageService::new(content.clone() as Arc<dyn Store>, images.clone());
+    Ok(Stores {
+        content,
+        images,
+        svc,
+    })
+}
+
+/// A local image by the name as given, else by its normalized reference.
+async fn find(images: &ImageStore, name: &str) -> Res<Image> {
+    match images.get(name).await {
+        Ok(i) => Ok(i),
+        Err(e) if e.is_not_found() => {
+            let Ok(r) = Reference::parse_normalized(name) else {
+                return Err(e.into());
+            };
+            Ok(images.get(&r.with_default_tag().to_string()).await?)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn normalized_name(name: &str) -> String {
+    Reference::parse_normalized(name)
+        .map(|r| r.with_default_tag().to_string())
+        .unwrap_or_else(|_| name.to_string())
+}
+
+fn parse_platforms(ps: &[String]) -> Res<Vec<Platform>> {
+    Ok(ps
+        .iter()
+        .flat_map(|p| p.split(','))
+        .map(platforms::parse)
+        .collect::<Result<_, _>>()?)
+}
+
+fn registry_opts(plain_http: bool, user: Option<&str>, mirrors: &[String]) -> RegistryOptions {
+    let mut o = RegistryOptions::default().plain_http(plain_http);
+    if let Some(u) = user {
+        let (name, secret) = u.split_once(':').unwrap_or((u, ""));
+        o = o.credentials(name, secret);
+    }
+    o.mirrors = mirrors.to_vec();
+    o
+}
+
+/// Progress display: bars on a terminal, one line per finished blob otherwise.
+fn progress(verb: &'static str) -> ProgressFn {
+    let tty = std::io::stderr().is_terminal();
+    let multi = MultiProgress::new();
+    let bars: Mutex<HashMap<String, ProgressBar>> = Mutex::new(HashMap::new());
+    let style = ProgressStyle::with_template(
+        "{prefix:.bold} {msg:10} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+    )
+    .unwrap()
+    .progress_chars("=> ");
+    Arc::new(move |p: &Progress| {
+        let short = p
+            .descriptor
+            .digest()
+            .digest()
+            .chars()
+            .take(12)
+            .collect::<String>();
+        let kind = p.reference.split('-').next().unwrap_or("blob").to_string();
+        if !tty {
+            if matches!(p.state, ProgressState::Done | ProgressState::Exists) {
+                let what = if p.state == ProgressState::Done {
+                    verb
+                } else {
+                    "exists"
+                };
+                eprintln!("{kind:8} {short} {what:10} {} bytes", p.total);
+            }
+            return;
+        }
+        let mut bars = bars.lock().unwrap();
+        let bar = bars.entry(p.reference.clone()).or_insert_with(|| {
+            let b = multi.add(ProgressBar::new(p.total));
+            b.set_style(style.clone());
+            b.set_prefix(format!("{kind:8} {short}"));
+            b
+        });
+        bar.set_position(p.offset);
+        match p.state {
+            ProgressState::Waiting => bar.set_message("waiting"),
+            ProgressState::Downloading => bar.set_message(verb),
+            ProgressState::Done => bar.finish_with_message("done"),
+            ProgressState::Exists => bar.finish_with_message("exists"),
+        }
+    })
+}
+
+pub async fn run(g: &Global, cmd: Cmd) -> Res {
+    let st = open(g)?;
+    match cmd {
+        Cmd::Pull {
+            plain_http,
+            platform,
+            all_platforms,
+            no_unpack: _,
+            max_concurrent_downloads,
+            user,
+            mirror,
+            reference,
+        } => {
+            let platforms = if all_platforms {
+                PlatformSelection::All
+            } else if platform.is_empty() {
+                PlatformSelection::Host
+            } else {
+                PlatformSelection::Only(parse_platforms(&platform)?)
+            };
+            let opts = FetchOptions {
+                registry: registry_opts(plain_http, user.as_deref(), &mirror),
+                platforms,
+                max_concurrent_downloads,
+                progress: Some(progress("fetched")),
+                ..Default::default()
+            };
+            let t = Instant::now();
+            let image = st.svc.fetch(&reference, opts).await?;
+            println!(
+                "{} {} ({:.2}s; not unpacked)",
+                image.name,
+                image.target.digest(),
+                t.elapsed().as_secs_f64()
+            );
+        }
+        Cmd::Push {
+            plain_http,
+            user,
+            platform,
+            reference,
+            remote,
+        } => {
+            let image = find(&st.images, &reference).await?;
+            let opts = PushOptions {
+                registry: registry_opts(plain_http, user.as_deref(), &[]),
+                platforms: if platform.is_empty() {
+                    None
+                } else {
+                    Some(parse_platforms(&platform)?)
+                },
+                progress: Some(progress("pushed")),
+                ..Default::default()
+            };
+            let remote = remote.unwrap_or_else(|| image.name.clone());
+            let target = st.svc.push(&image.name, Some(&remote), opts).await?;
+            println!("{remote} {}", target.digest());
+        }
+        Cmd::Import { path, name } => {
+            let opts = strata_image::layout::ImportOpts {
+                name: name.map(|n| normalized_name(&n)),
+                ..Default::default()
+            };
+            let res = strata_image::layout::import(
+                st.content.clone() as Arc<dyn Store>,
+                &st.images,
+                &path,
+                &opts,
+            )
+            .await?;
+            for i in &res.images {
+                println!("{} {}", i.name, i.target.digest());
+            }
+            for d in &res.unnamed {
+                println!("(unnamed) {}", d.digest());
+            }
+        }
+        Cmd::Export {
+            reference,
+            path,
+            platform,
+        } => {
+            let image = find(&st.images, &reference).await?;
+            let opts = strata_image::layout::ExportOpts {
+                platforms: if platform.is_empty() {
+                    None
+                } else {
+                    Some(Arc::new(platforms::ordered(parse_platforms(&platform)?)))
+                },
+                ..Default::default()
+            };
+            let provider: Arc<dyn Provider> = st.content.clone();
+            let images = [image];
+            if path.extension().is_some_and(|e| e == "tar") {
+                strata_image::layout::export_tar(provider, &images, &path, &opts).await?;
+            } else {
+                strata_image::layout::export_dir(provider, &images, &path, &opts).await?;
+            }
+            println!("{} → {}", images[0].name, path.display());
+        }
+        Cmd::Ls { quiet, filters } => {
+            for i in st.images.list(&filters).await? {
+                if quiet {
+                    println!("{}", i.name);
+                } else {
+                    println!(
+                        "{}\t{}\t{}\t{}",
+                        i.name,
+                        i.target.media_type(),
+                        i.target.digest(),
+                        i.target.size()
+                    );
+                }
+            }
+        }
+        Cmd::Inspect { reference } => {
+            let image = find(&st.images, &reference).await?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&inspect(&st, &image).await?)?
+            );
+        }
+        Cmd::Rm { references } => {
+            for r in references {
+                let image = find(&st.images, &r).await?;
+                st.images.delete(&image.name, None).await?;
+                println!("{}", image.name);
+            }
+        }
+        Cmd::Tag { src, dst } => {
+            let image = find(&st.images, &src).await?;
+            let mut new = Image::new(normalized_name(&dst), image.target.clone());
+            new.labels = image.labels.clone();
+            match st.images.create(new.clone()).await {
+                Ok(_) => {}
+                Err(e) if e.is_already_exists() => {
+                    st.images
+                        .update(new.clone(), &["target".to_string()])
+                        .await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+            println!("{}", new.name);
+        }
+    }
+    Ok(())
+}
+
+async fn inspect(st: &Stores, image: &Image) -> Res<serde_json::Value> {
+    let provider: &dyn Provider = st.content.as_ref();
+    let matcher = platforms::default_matcher();
+    let mut out = serde_json::to_value(image)?;
+    match img::manifest(provider, &image.target, &matcher).await {
+        Ok(m) => {
+            let config = m.manifest.config().clone();
+            out["manifest_descriptor"] = serde_json::to_value(&m.descriptor)?;
+            out["manifest"] = serde_json::from_slice(&m.raw)?;
+            out["config_digest"] = serde_json::json!(config.digest().to_string());
+            match img::rootfs(provider, &config).await {
+                Ok(diff_ids) => {
+                    out["diff_ids"] = serde_json::to_value(&diff_ids)?;
+                    out["chain_id"] = serde_json::to_value(
+                        strata_image::identity::chain_id(&diff_ids).map(|d| d.to_string()),
+                    )?;
+                }
+                Err(e) => out["config_error"] = serde_json::json!(e.to_string()),
+            }
+        }
+        Err(e) => out["manifest_error"] = serde_json::json!(e.to_string()),
+    }
+    if let Ok(ps) = img::platforms(provider, &image.target).await {
+        out["platforms"] = serde_json::json!(ps.iter().map(platforms::format).collect::<Vec<_>>());
+    }
+    Ok(out)
 }
