@@ -17,3 +17,4 @@ pub mod image;
 #[cfg(test)]
 mod test_fixtures;
 pub mod store;
+pub mod layout;
