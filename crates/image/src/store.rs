@@ -170,6 +170,61 @@ impl ImageStore {
         .await
     }
 
+    /// Every image of every namespace, as `(namespace, image)`, ordered by namespace then
+    /// name (for garbage collection and administration).
+    ///
+    /// # Errors
+    /// `Internal` when the database cannot be read.
+    pub async fn all_images(&self) -> Result<Vec<(String, Image)>> {
+        self.run("list images of all namespaces".into(), |conn, _| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT namespace, name, target, labels, created_at, updated_at FROM images \
+                     ORDER BY namespace, name",
+                )
+                .map_err(|e| Error::db("list all images", e))?;
+            let rows = stmt
+                .query_map([], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        (
+                            row.get(1)?,
+                            row.get(2)?,
+                            row.get(3)?,
+                            row.get(4)?,
+                            row.get(5)?,
+                        ),
+                    ))
+                })
+                .map_err(|e| Error::db("list all images", e))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (ns, parts) = row.map_err(|e| Error::db("list all images", e))?;
+                out.push((ns, parts_to_image(parts)?));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// The namespaces that have at least one image, sorted.
+    ///
+    /// # Errors
+    /// `Internal` when the database cannot be read.
+    pub async fn namespaces(&self) -> Result<Vec<String>> {
+        self.run("list image namespaces".into(), |conn, _| {
+            let mut stmt = conn
+                .prepare_cached("SELECT DISTINCT namespace FROM images ORDER BY namespace")
+                .map_err(|e| Error::db("list image namespaces", e))?;
+            let rows = stmt
+                .query_map([], |row| row.get::<_, String>(0))
+                .map_err(|e| Error::db("list image namespaces", e))?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(|e| Error::db("list image namespaces", e))
+        })
+        .await
+    }
+
     /// Creates the record `image`; its times are set to now. Empty label values are
     /// dropped. Returns the stored record.
     ///

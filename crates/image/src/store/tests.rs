@@ -136,6 +136,17 @@ async fn list_with_filters() {
         mt::OCI_MANIFEST
     );
     assert_eq!(other.current_namespace(), "other");
+    let all = s.all_images().await.unwrap();
+    assert_eq!(all.len(), 11);
+    assert_eq!(
+        (all[0].0.as_str(), all[0].1.name.as_str()),
+        ("default", "image-0")
+    );
+    assert_eq!(
+        (all[10].0.as_str(), all[10].1.name.as_str()),
+        ("other", "image-0")
+    );
+    assert_eq!(s.namespaces().await.unwrap(), ["default", "other"]);
 }
 
 #[tokio::test]
@@ -310,7 +321,12 @@ async fn delete_with_and_without_target() {
     assert!(s.delete("img", None).await.unwrap_err().is_not_found());
     // The other namespace keeps its record.
     assert!(s.namespace("ns2").get("img").await.is_ok());
+    let all = s.all_images().await.unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!((all[0].0.as_str(), all[0].1.name.as_str()), ("ns2", "img"));
+    assert_eq!(s.namespaces().await.unwrap(), ["ns2"]);
     s.namespace("ns2").delete("img", None).await.unwrap();
+    assert!(s.all_images().await.unwrap().is_empty());
 }
 
 #[tokio::test]
