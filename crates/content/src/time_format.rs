@@ -20,3 +20,8 @@ pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Err
     humantime::parse_rfc3339(&s)
         .map_err(|e| serde::de::Error::custom(format!("bad timestamp {s:?}: {e}")))
 }
+
+/// `t` as RFC 3339 UTC with whole seconds, for listings (`2026-11-25T01:02:03Z`).
+pub fn rfc3339_seconds(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
