@@ -5,6 +5,14 @@
 //! the image service (Fetch, Push; Unpack and Commit later).
 //!
 //! Filled in by the image changes; each module below is owned by one of them.
+//! ## Image core
+//! - [`media_types`]: OCI and Docker media types and their classifiers.
+//! - [`platforms`]: parse, format and normalize platforms; containerd's matchers.
+//! - [`image`]: the [`image::Image`] record; manifest/config/rootfs/check helpers; decoding.
+//! - [`identity`]: DiffIDs to ChainIDs.
+//! - [`handlers`]: walk and dispatch over descriptor graphs; children, GC labels, filters.
+//! - [`store`]: the namespaced SQLite image store.
+//! - [`layout`]: OCI image layout import/export and `docker save` import.
 
 pub mod media_types;
 pub mod reference;

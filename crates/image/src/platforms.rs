@@ -207,7 +207,7 @@ fn valid_component(s: &str) -> bool {
 /// may carry a version as `os(10.0.17763)`. A lone OS takes the host's architecture; a
 /// lone architecture takes the host's OS. The result is normalized, except that
 /// `arm/v7` keeps an empty variant for two-part specifiers and `arm64` gets `v8` for
-/// three-part ones, so that [`format`] gives back a canonical string.
+/// three-part ones, so that [`format()`] gives back a canonical string.
 ///
 /// # Errors
 /// `InvalidArgument` for an empty specifier, wildcards, too many parts, characters other
@@ -304,7 +304,7 @@ pub fn format(p: &Platform) -> String {
         .join("/")
 }
 
-/// Formats like [`format`], with the OS version as `os(version)` when set.
+/// Formats like [`format()`], with the OS version as `os(version)` when set.
 pub fn format_all(p: &Platform) -> String {
     if p.os_version.is_empty() {
         return format(p);

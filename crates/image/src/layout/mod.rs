@@ -9,7 +9,7 @@
 //! - [`export_dir`] / [`export_tar`]: write images from a content store, streaming every
 //!   blob, into a new or existing layout (entries with the same ref name are replaced).
 //! - [`import`]: read a layout directory or tar (optionally gzip-compressed), or a
-//!   `docker save` archive/directory, into a content store and an [`ImageStore`]. Every
+//!   `docker save` archive/directory, into a content store and an [`ImageStore`](crate::store::ImageStore). Every
 //!   blob is streamed into the store and verified against its digest; on any error the
 //!   blobs this import committed are removed again.
 //!
