@@ -18,6 +18,16 @@ use std::sync::Arc;
 use strata_content::filters::Filter;
 use strata_content::{Error, Labels, Result};
 
+/// Fault injection for crash tests: when `STRATA_SNAPSHOT_FAULT` names `point`, the
+/// process aborts there (as a `kill -9` would stop it). Unset in normal use.
+pub(crate) fn fault_point(point: &str) {
+    static FAULT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let f = FAULT.get_or_init(|| std::env::var("STRATA_SNAPSHOT_FAULT").ok());
+    if f.as_deref() == Some(point) {
+        std::process::abort();
+    }
+}
+
 /// Runs blocking work on tokio's blocking pool.
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T> + Send + 'static,
@@ -90,6 +100,7 @@ impl Base {
                 )
             })?;
         populate(tmp.path(), &parents).map_err(|e| e.context(format!("prepare snapshot {key}")))?;
+        fault_point("create-after-populate");
         let s = self.ms.write(|tx| {
             let s = tx.create_snapshot(kind, key, parent, labels)?;
             if s.parent_ids != parents {
@@ -105,6 +116,7 @@ impl Base {
             std::fs::rename(tmp.path(), &target).map_err(|e| {
                 Error::io(format!("rename snapshot dir to {}", target.display()), e)
             })?;
+            fault_point("create-after-rename");
             Ok(s)
         })?;
         // The temporary path is gone (renamed); nothing to clean.
@@ -135,6 +147,7 @@ impl Base {
                     _ => {}
                 }
                 tx.commit_active(key, name, usage, labels)?;
+                fault_point("commit-before-tx-commit");
                 Ok(true)
             })?;
             if done {
@@ -148,13 +161,17 @@ impl Base {
     pub fn remove(&self, key: &str, defer: bool) -> Result<()> {
         let _lock = self.lock(FlockOperation::LockShared)?;
         let (id, _) = self.ms.write(|tx| tx.remove(key))?;
+        fault_point("remove-after-record");
         if defer {
             return Ok(());
         }
         let dir = self.dir(id);
         let rm = self.snapshots.join(format!("rm-{id}"));
         match std::fs::rename(&dir, &rm) {
-            Ok(()) => remove_tree(&rm),
+            Ok(()) => {
+                fault_point("remove-after-rename");
+                remove_tree(&rm)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(Error::io(
                 format!("remove snapshot dir {}", dir.display()),
