@@ -12,6 +12,8 @@
 //! - [`native`]: [`native::NativeSnapshotter`], full directory copies, bind mounts.
 //! - [`overlay`]: [`overlay::OverlaySnapshotter`], overlayfs layers; [`overlay::upperdir`]
 //!   finds an active snapshot's changes from its mounts.
+//! - [`open()`] / [`default_backend`]: a backend by name (`overlay` where it works, else
+//!   `native`).
 //! - [`copy`]: a faithful, parallel tree copy (reflink / `copy_file_range`).
 //! - [`du`]: disk usage of a tree.
 //! - [`testsuite`]: the conformance suite every backend runs, and `fstest` helpers.
@@ -21,10 +23,12 @@ pub mod copy;
 pub mod du;
 pub mod mount;
 pub mod native;
+mod open;
 pub mod overlay;
 pub mod snapshotter;
 pub mod storage;
 pub mod testsuite;
 
 pub use mount::Mount;
+pub use open::{BACKENDS, default_backend, open};
 pub use snapshotter::{Info, Kind, Snapshotter, Usage, unpack_key, unpack_key_chain_id};
