@@ -189,7 +189,7 @@ async fn dispatch_is_bounded_and_concurrent() {
             v.fetch_add(1, Ordering::SeqCst);
             let now = r.fetch_add(1, Ordering::SeqCst) + 1;
             p.fetch_max(now, Ordering::SeqCst);
-            tokio::time::sleep(Duration::from_millis(30)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
             r.fetch_sub(1, Ordering::SeqCst);
             Ok(if d == rootd { l } else { vec![] })
         }
