@@ -5,6 +5,7 @@ use super::ingest::{BlockingRead, Tracker, ingest_expected, ingest_unknown};
 use super::{IMAGE_NAME_ANNOTATION, MAX_METADATA_SIZE, REF_NAME_ANNOTATION, check_oci_layout};
 use crate::handlers::{child_gc_labels, children, children_labels};
 use crate::image::{Image, decode_index};
+use crate::leases::{LeaseManager, Resource};
 use crate::media_types as mt;
 use crate::platforms::{self, MatchComparer};
 use crate::store::ImageStore;
@@ -23,6 +24,9 @@ pub struct ImportOpts {
     /// Import only these platforms' manifests from indexes (entries without a platform
     /// are kept). `None`: every manifest, all of which must be in the archive.
     pub platforms: Option<Arc<dyn MatchComparer>>,
+    /// A lease (manager, lease id) that holds every ingest, blob and image record of the
+    /// import against garbage collection while it runs (as containerd's `ctr import`).
+    pub lease: Option<(Arc<LeaseManager>, String)>,
 }
 
 /// What [`import`] did.
@@ -67,7 +71,7 @@ pub async fn import(
     path: &Path,
     opts: &ImportOpts,
 ) -> Result<ImportResult> {
-    let tracker = Tracker::default();
+    let tracker = Tracker::with_lease(opts.lease.clone());
     let result = import_inner(store.clone(), images, path, opts, &tracker).await;
     match result {
         Ok(mut r) => {
@@ -175,6 +179,7 @@ async fn import_inner(
             continue;
         }
         for name in names {
+            tracker.hold(Resource::image(name.clone())).await?;
             let img = match images
                 .create(Image::new(name.clone(), target.clone()))
                 .await

@@ -8,15 +8,35 @@ use strata_content::helpers::open_writer;
 use strata_content::{Descriptor, Digest, Error, Labels, Result, Store, WriterOpts};
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
+use crate::leases::{LeaseManager, Resource};
+
 const CHUNK: usize = 1 << 20;
 
-/// Tracks the blobs an import committed so they can be removed if the import fails.
+/// Tracks the blobs an import committed so they can be removed if the import fails, and
+/// holds every ingest and blob in a lease when one is given.
 #[derive(Clone, Default)]
 pub(crate) struct Tracker {
     new: Arc<Mutex<Vec<Digest>>>,
+    lease: Option<(Arc<LeaseManager>, String)>,
 }
 
 impl Tracker {
+    /// A tracker that adds what it touches to `lease`.
+    pub(crate) fn with_lease(lease: Option<(Arc<LeaseManager>, String)>) -> Self {
+        Tracker {
+            new: Default::default(),
+            lease,
+        }
+    }
+
+    /// Adds `r` to the lease, if any.
+    pub(crate) async fn hold(&self, r: Resource) -> Result<()> {
+        if let Some((m, id)) = &self.lease {
+            m.add_resource(id, &r).await?;
+        }
+        Ok(())
+    }
+
     fn record(&self, d: Digest) {
         self.new.lock().unwrap_or_else(|p| p.into_inner()).push(d);
     }
@@ -68,10 +88,14 @@ pub(crate) async fn ingest_expected<R: AsyncRead + Unpin>(
     mut reader: R,
     origin: &str,
 ) -> Result<()> {
+    tracker
+        .hold(Resource::content(desc.digest().to_string()))
+        .await?;
     if store.info(desc.digest()).await.is_ok() {
         return Ok(());
     }
     let reference = ingest_ref(desc.digest().digest());
+    tracker.hold(Resource::ingest(&reference)).await?;
     let mut w = match open_writer(store, WriterOpts::new(&reference).descriptor(desc)).await {
         Err(e) if e.is_already_exists() => return Ok(()),
         other => other?,
@@ -148,6 +172,7 @@ pub(crate) async fn ingest_unknown<R: AsyncRead + Unpin>(
     origin: &str,
 ) -> Result<(Digest, u64)> {
     let reference = ingest_ref(&strata_content::digest::sha256(key.as_bytes()).digest()[..32]);
+    tracker.hold(Resource::ingest(&reference)).await?;
     let mut w = open_writer(store, WriterOpts::new(&reference)).await?;
     let result = async {
         w.truncate(0).await?;
@@ -176,6 +201,7 @@ pub(crate) async fn ingest_unknown<R: AsyncRead + Unpin>(
         }
     };
     let digest = w.digest();
+    tracker.hold(Resource::content(digest.to_string())).await?;
     match w.commit(total, Some(digest.clone()), Labels::new()).await {
         Ok(()) => tracker.record(digest.clone()),
         Err(e) if e.is_already_exists() => {}

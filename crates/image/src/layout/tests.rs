@@ -602,3 +602,56 @@ async fn docker_save_errors() {
     .unwrap();
     assert_rejected(&dir, "unsafe path").await;
 }
+
+#[tokio::test]
+async fn import_holds_everything_in_a_lease() {
+    use crate::leases::{LeaseManager, LeaseOpts};
+    let src = env();
+    let (a, b, _) = two_images(&src).await;
+    let out = src.root.join("layout");
+    export_dir(
+        src.arc(),
+        &[a.clone(), b.clone()],
+        &out,
+        &ExportOpts::default(),
+    )
+    .await
+    .unwrap();
+    let dst = env();
+    let leases = Arc::new(LeaseManager::open(dst.root.join("metadata.db")).unwrap());
+    leases
+        .create(LeaseOpts::default().id("import-1"))
+        .await
+        .unwrap();
+    let opts = ImportOpts {
+        lease: Some((leases.clone(), "import-1".into())),
+        ..Default::default()
+    };
+    import(dst.arc(), &dst.images, &out, &opts).await.unwrap();
+    let held = leases.list_resources("import-1").await.unwrap();
+    for d in dst.digests().await {
+        assert!(
+            held.iter()
+                .any(|r| r.kind == "content" && r.id == d.to_string()),
+            "{d} is held"
+        );
+    }
+    for n in [&a.name, &b.name] {
+        assert!(
+            held.iter().any(|r| r.kind == "images" && &r.id == n),
+            "{n} is held"
+        );
+    }
+    // A lease that does not exist fails the import before anything is written.
+    let dst2 = env();
+    let leases2 = Arc::new(LeaseManager::open(dst2.root.join("metadata.db")).unwrap());
+    let opts = ImportOpts {
+        lease: Some((leases2, "missing".into())),
+        ..Default::default()
+    };
+    let e = import(dst2.arc(), &dst2.images, &out, &opts)
+        .await
+        .unwrap_err();
+    assert!(e.is_not_found(), "{e}");
+    assert!(dst2.digests().await.is_empty());
+}
