@@ -5,6 +5,7 @@
 //! the image service (Fetch, Push; Unpack and Commit later).
 //!
 //! Filled in by the image changes; each module below is owned by one of them.
+//!
 //! ## Image core
 //! - [`media_types`]: OCI and Docker media types and their classifiers.
 //! - [`platforms`]: parse, format and normalize platforms; containerd's matchers.
@@ -14,15 +15,19 @@
 //! - [`store`]: the namespaced SQLite image store.
 //! - [`layout`]: OCI image layout import/export and `docker save` import.
 
-pub mod media_types;
+pub mod gc;
+pub mod leases;
+mod metadb;
 pub mod reference;
 pub mod remote;
 pub mod service;
+
+pub mod media_types;
 pub mod platforms;
 pub mod handlers;
 pub mod identity;
 pub mod image;
-#[cfg(test)]
-mod test_fixtures;
 pub mod store;
 pub mod layout;
+#[cfg(test)]
+mod test_fixtures;
