@@ -63,11 +63,15 @@ pub fn list_dir(dir: &OwnedFd) -> io::Result<Vec<Vec<u8>>> {
 }
 
 /// The `/proc/self/fd/<dir>/<name>` path of an entry, for the xattr calls that have no
-/// `*at` form (the `l*xattr` variants do not follow the final component).
+/// `*at` form (the `l*xattr` variants do not follow the final component). An empty `name`
+/// names `dir` itself.
 pub fn proc_path(dir: &OwnedFd, name: &[u8]) -> OsString {
     use std::os::fd::AsRawFd;
-    let mut p = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
-    p.extend_from_slice(name);
+    let mut p = format!("/proc/self/fd/{}", dir.as_raw_fd()).into_bytes();
+    if !name.is_empty() {
+        p.push(b'/');
+        p.extend_from_slice(name);
+    }
     OsString::from_vec(p)
 }
 

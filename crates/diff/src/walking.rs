@@ -318,9 +318,14 @@ fn produce(
                     with_dir(upper, |u| {
                         let u =
                             u.ok_or_else(|| Error::invalid_argument("compare: no upper mounts"))?;
-                        let mut cw = ChangeWriter::new(&mut hs, u, wopts);
-                        compare::changes(l, u, &mut |c| cw.handle(c))?;
-                        cw.finish()?;
+                        let cw = std::cell::RefCell::new(ChangeWriter::new(&mut hs, u, wopts));
+                        compare::walk::changes_with_links(
+                            l,
+                            u,
+                            &mut |c| cw.borrow_mut().handle(c),
+                            &mut |p| cw.borrow_mut().unchanged(p),
+                        )?;
+                        cw.into_inner().finish()?;
                         Ok(())
                     })
                 })?,

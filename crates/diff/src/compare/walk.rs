@@ -23,7 +23,22 @@ pub fn changes(
     upper: &Path,
     f: &mut dyn FnMut(Change) -> Result<()>,
 ) -> Result<()> {
-    walk(lower, upper, Path::new(""), f)
+    walk(lower, upper, Path::new(""), f, &mut |_| Ok(()))
+}
+
+/// Like [`changes`], and also calls `unchanged` with every unchanged regular file that has
+/// other hard links (so a writer can link new paths to it, see
+/// [`ChangeWriter::unchanged`](super::ChangeWriter::unchanged)).
+///
+/// # Errors
+/// As [`changes`].
+pub fn changes_with_links(
+    lower: Option<&Path>,
+    upper: &Path,
+    f: &mut dyn FnMut(Change) -> Result<()>,
+    unchanged: &mut dyn FnMut(&Path) -> Result<()>,
+) -> Result<()> {
+    walk(lower, upper, Path::new(""), f, unchanged)
 }
 
 fn io_err(what: &str, p: &Path, e: io::Error) -> Error {
@@ -48,6 +63,7 @@ fn walk(
     upper: &Path,
     rel: &Path,
     f: &mut dyn FnMut(Change) -> Result<()>,
+    unchanged: &mut dyn FnMut(&Path) -> Result<()>,
 ) -> Result<()> {
     let unames = sorted_names(upper)?;
     let lnames = match lower {
@@ -87,19 +103,21 @@ fn walk(
                                 path: r.clone(),
                             })?;
                         }
-                        walk(Some(&lp), &up, &r, f)?;
+                        walk(Some(&lp), &up, &r, f, unchanged)?;
                     } else {
                         f(Change {
                             kind: ChangeKind::Modify,
                             path: r.clone(),
                         })?;
-                        walk(None, &up, &r, f)?;
+                        walk(None, &up, &r, f, unchanged)?;
                     }
                 } else if lm.is_dir() || !same_file(&lp, &lm, &up, &um)? {
                     f(Change {
                         kind: ChangeKind::Modify,
                         path: r,
                     })?;
+                } else if um.is_file() && um.nlink() > 1 {
+                    unchanged(&r)?;
                 }
                 i += 1;
                 j += 1;

@@ -29,7 +29,10 @@ pub struct ChangeWriter<W: Write> {
     upper: PathBuf,
     opts: WriterOptions,
     dirs: HashSet<PathBuf>,
+    /// Inodes written in this layer → the first path written.
     inodes: HashMap<(u64, u64), PathBuf>,
+    /// Inodes of unchanged multiply-linked files → their path (present below the layer).
+    kept: HashMap<(u64, u64), PathBuf>,
 }
 
 fn io_err(what: &str, p: &Path, e: io::Error) -> Error {
@@ -68,6 +71,7 @@ impl<W: Write> ChangeWriter<W> {
             opts,
             dirs: HashSet::new(),
             inodes: HashMap::new(),
+            kept: HashMap::new(),
         }
     }
 
@@ -111,6 +115,27 @@ impl<W: Write> ChangeWriter<W> {
                 self.entry(&c.path, &full, &md)
             }
         }
+    }
+
+    /// Notes an unchanged regular file with several links (from
+    /// [`changes_with_links`](super::walk::changes_with_links)). If its inode was already
+    /// written in this layer, the path is re-linked to it; otherwise later new links to the
+    /// inode are written as hardlinks to this path, which exists below the layer.
+    ///
+    /// # Errors
+    /// `Io` when the upper tree cannot be read or the output cannot be written.
+    pub fn unchanged(&mut self, rel: &Path) -> Result<()> {
+        let full = self.upper.join(rel);
+        let md = fs::symlink_metadata(&full).map_err(|e| io_err("lstat", &full, e))?;
+        let key = (md.dev(), md.ino());
+        if self.inodes.contains_key(&key) {
+            if let Some(parent) = rel.parent() {
+                self.include_parents(parent)?;
+            }
+            return self.entry(rel, &full, &md);
+        }
+        self.kept.entry(key).or_insert_with(|| rel.to_path_buf());
+        Ok(())
     }
 
     fn include_parents(&mut self, parent: &Path) -> Result<()> {
@@ -167,7 +192,7 @@ impl<W: Write> ChangeWriter<W> {
         if ft.is_file() {
             if md.nlink() > 1 {
                 let key = (md.dev(), md.ino());
-                if let Some(first) = self.inodes.get(&key) {
+                if let Some(first) = self.inodes.get(&key).or_else(|| self.kept.get(&key)) {
                     h.set_entry_type(EntryType::Link);
                     let link = first.as_os_str().as_bytes().to_vec();
                     return self.write(h, &name, Some(&link), &[], io::empty());

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Whole-command comparison of strata-diff's layer apply against plain tools, in one run:
+#   strata apply (examples/apply_layer) of the five debian:multi gzip layers  vs  pigz -dc | tar -x
+#   strata apply of the five debian-zstd:multi layers                          vs  zstd -dc | tar -x
+# each into an empty directory, on the root fs AND on a fresh loop ext4
+# (/work/shared/peers/scratch-fs.sh). Prints median wall seconds, ratios and peak RSS.
+# Note: tar does not apply whiteouts (it extracts .wh.* files); strata does.
+#
+# usage: scripts/bench-diff.sh [RUNS]      (env: PEERS_DATA, BENCH_DIR, SCRATCH_SIZE)
+set -euo pipefail
+RUNS=${1:-3}
+DATA=${PEERS_DATA:-/tmp/peers-data}
+WORK=${BENCH_DIR:-/tmp/strata-bench-diff}
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+SCRATCH=/work/shared/peers/scratch-fs.sh
+
+layers() { # layout ref -> blob paths in order
+  python3 - "$1" "$2" <<'PY'
+import json, sys
+base, ref = sys.argv[1], sys.argv[2]
+idx = json.load(open(base + "/index.json"))
+m = [x for x in idx["manifests"] if x.get("annotations", {}).get("org.opencontainers.image.ref.name") == ref][0]
+man = json.load(open(base + "/blobs/sha256/" + m["digest"][7:]))
+for l in man["layers"]:
+    print(base + "/blobs/sha256/" + l["digest"][7:])
+PY
+}
+mapfile -t GZ < <(layers "$DATA/oci/debian" multi)
+mapfile -t ZS < <(layers "$DATA/oci/debian-zstd" multi)
+
+(cd "$HERE" && cargo build --release --example apply_layer -q)
+BIN=$HERE/target/release/examples/apply_layer
+
+# one measurement: prints "seconds max_rss_kib"
+measure() { # target-dir cmd...
+  local dir=$1; shift
+  rm -rf "$dir"; mkdir -p "$dir"; sync
+  /usr/bin/time -f "%e %M" -o "$WORK/time.out" "$@" >/dev/null 2>"$WORK/err.out" || { cat "$WORK/err.out" >&2; return 1; }
+  cat "$WORK/time.out"
+}
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+
+run_fs() { # label dir
+  local label=$1 dir=$2
+  declare -A T R
+  for i in $(seq "$RUNS"); do
+    for k in strata_gz tar_gz strata_zs tar_zs; do
+      case $k in
+        strata_gz) out=$(measure "$dir/t" "$BIN" "$dir/t" "${GZ[@]}") ;;
+        strata_zs) out=$(measure "$dir/t" "$BIN" "$dir/t" "${ZS[@]}") ;;
+        tar_gz) out=$(measure "$dir/t" bash -c 'for b in "${@:2}"; do pigz -dc "$b" | tar -x -C "$1"; done' _ "$dir/t" "${GZ[@]}") ;;
+        tar_zs) out=$(measure "$dir/t" bash -c 'for b in "${@:2}"; do zstd -dcq "$b" | tar -x -C "$1"; done' _ "$dir/t" "${ZS[@]}") ;;
+      esac
+      T[$k]+="${out% *}"$'\n'; R[$k]+="${out#* }"$'\n'
+    done
+  done
+  rm -rf "$dir/t"
+  local sg tg sz tz
+  sg=$(printf %s "${T[strata_gz]}" | median); tg=$(printf %s "${T[tar_gz]}" | median)
+  sz=$(printf %s "${T[strata_zs]}" | median); tz=$(printf %s "${T[tar_zs]}" | median)
+  printf '%-9s gzip: strata %6.2fs  pigz|tar %6.2fs  ratio %.2f  strata peak RSS %s KiB\n' "$label" "$sg" "$tg" "$(echo "$sg/$tg" | bc -l)" "$(printf %s "${R[strata_gz]}" | sort -n | tail -1)"
+  printf '%-9s zstd: strata %6.2fs  zstd|tar %6.2fs  ratio %.2f  strata peak RSS %s KiB\n' "$label" "$sz" "$tz" "$(echo "$sz/$tz" | bc -l)" "$(printf %s "${R[strata_zs]}" | sort -n | tail -1)"
+}
+
+mkdir -p "$WORK"
+echo "# $(date -u +%FT%TZ) runs=$RUNS nproc=$(nproc) load: $(cut -d' ' -f1-3 /proc/loadavg)"
+run_fs rootfs "$WORK/root"
+"$SCRATCH" mount "$WORK/loop" "${SCRATCH_SIZE:-4G}" >/dev/null
+trap '"$SCRATCH" umount "$WORK/loop" >/dev/null 2>&1 || true' EXIT
+run_fs loop-ext4 "$WORK/loop"
+echo "# done $(date -u +%FT%TZ) load: $(cut -d' ' -f1-3 /proc/loadavg)"
