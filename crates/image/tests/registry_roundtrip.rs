@@ -326,3 +326,44 @@ async fn index_platform_selection() {
     assert!(e.is_not_found(), "{e}");
     assert!(e.to_string().contains("no match for platform"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_holds_its_lease() {
+    use strata_image::leases::{LeaseManager, LeaseOpts};
+    let Some(reg) = Registry::start(None).await else {
+        return;
+    };
+    let src = Env::new();
+    let (manifest, layers) = build_image(&src, "local/l:1", &[10_000, 20_000], 51).await;
+    let remote = format!("{}/strata/l:1", reg.addr);
+    src.svc
+        .push(
+            "local/l:1",
+            Some(&remote),
+            PushOptions {
+                registry: reg_opts(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let dst = Env::new();
+    let leases = Arc::new(LeaseManager::open(dst.dir.path().join("metadata.db")).unwrap());
+    let lease = leases
+        .create(LeaseOpts::default().id("pull-1"))
+        .await
+        .unwrap();
+    let mut fo = fetch_opts();
+    fo.lease = Some((leases.clone(), lease.id.clone()));
+    dst.svc.fetch(&remote, fo).await.unwrap();
+    let res = leases.list_resources("pull-1").await.unwrap();
+    let has = |kind: &str, id: &str| res.iter().any(|r| r.kind == kind && r.id == id);
+    assert!(has("images", &remote), "{res:?}");
+    for d in layers.iter().chain([&manifest]) {
+        assert!(has("content", &d.digest().to_string()), "{res:?}");
+        assert!(
+            has("ingests", &strata_image::service::ref_key(d)),
+            "{res:?}"
+        );
+    }
+}

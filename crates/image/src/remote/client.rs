@@ -278,10 +278,12 @@ pub(crate) async fn status_error(req: &Req, resp: Response) -> Error {
     } else {
         ""
     };
-    Error::new(
-        kind,
-        format!("{}: HTTP {status}{what}: {snippet}", req.what()),
-    )
+    let detail = if snippet.is_empty() {
+        String::new()
+    } else {
+        format!(": {snippet}")
+    };
+    Error::new(kind, format!("{}: HTTP {status}{what}{detail}", req.what()))
 }
 
 /// Whether a failure on one host should fall back to the next one.
