@@ -15,6 +15,7 @@
 //! - [`store`]: the namespaced SQLite image store.
 //! - [`layout`]: OCI image layout import/export and `docker save` import.
 
+pub mod build;
 pub mod gc;
 pub mod leases;
 mod metadb;
@@ -22,12 +23,12 @@ pub mod reference;
 pub mod remote;
 pub mod service;
 
-pub mod media_types;
-pub mod platforms;
 pub mod handlers;
 pub mod identity;
 pub mod image;
-pub mod store;
 pub mod layout;
+pub mod media_types;
+pub mod platforms;
+pub mod store;
 #[cfg(test)]
 mod test_fixtures;

@@ -42,6 +42,9 @@ pub struct BlobEvent {
     pub state: ProgressState,
 }
 
+/// See [`FetchOptions::tee`].
+pub type TeeFn = Arc<dyn Fn(&Descriptor, u64) -> Option<mpsc::Sender<bytes::Bytes>> + Send + Sync>;
+
 /// Options of [`ImageService::fetch`].
 #[derive(Clone)]
 pub struct FetchOptions {
@@ -56,12 +59,22 @@ pub struct FetchOptions {
     /// Receives each blob as soon as it is committed or found present: the hook for
     /// pipelined unpacking.
     pub on_blob: Option<mpsc::UnboundedSender<BlobEvent>>,
+    /// Tees downloads: called when a blob's download starts, with the descriptor and the
+    /// offset it resumes from; a returned sender receives every further chunk as it is
+    /// written to the ingest (bounded: a slow receiver slows the download; a dropped one
+    /// is ignored). Blobs already present are not downloaded and not teed. This lets an
+    /// unpacker decompress a layer while it downloads (return `None` when `offset > 0`
+    /// to wait for [`FetchOptions::on_blob`] instead).
+    pub tee: Option<TeeFn>,
     /// Labels of the image record.
     pub image_labels: Labels,
     /// The image record's name; default the normalized reference.
     pub name: Option<String>,
     /// A lease that holds every ingest and blob of the fetch against GC.
     pub lease: Option<(Arc<LeaseManager>, String)>,
+    /// Fetch the documents only (indexes, manifests, configs), not the layers: the pull
+    /// fetches the layers itself once it knows which snapshots already exist.
+    pub documents_only: bool,
 }
 
 impl Default for FetchOptions {
@@ -72,9 +85,11 @@ impl Default for FetchOptions {
             max_concurrent_downloads: 3,
             progress: None,
             on_blob: None,
+            tee: None,
             image_labels: Labels::new(),
             name: None,
             lease: None,
+            documents_only: false,
         }
     }
 }
@@ -108,6 +123,7 @@ struct Ctx {
     repo: String,
     progress: Option<ProgressFn>,
     on_blob: Option<mpsc::UnboundedSender<BlobEvent>>,
+    tee: Option<TeeFn>,
     lease: Option<(Arc<LeaseManager>, String)>,
 }
 
@@ -220,11 +236,17 @@ impl Ctx {
         }
         if offset < size {
             self.emit(desc, ProgressState::Downloading, offset);
+            let mut tee = self.tee.as_ref().and_then(|f| f(desc, offset));
             let result: Result<()> = async {
                 let mut s = self.fetcher.fetch(desc, offset).await?;
                 while let Some(chunk) = s.next().await {
                     let chunk = chunk?;
                     w.write(&chunk).await?;
+                    if let Some(tx) = &tee
+                        && tx.send(chunk.clone()).await.is_err()
+                    {
+                        tee = None;
+                    }
                     if is_doc {
                         doc.extend_from_slice(&chunk);
                     }
@@ -337,6 +359,7 @@ impl ImageService {
             repo: r.path().to_string(),
             progress: opts.progress.clone(),
             on_blob: opts.on_blob.clone(),
+            tee: opts.tee.clone(),
             lease: opts.lease.clone(),
         });
         let fetch_h: Arc<dyn Handler> = Arc::new(handler_fn(move |desc: Descriptor| {
@@ -370,13 +393,24 @@ impl ImageService {
         };
         children = Arc::new(filter_platforms(children, matcher));
         children = Arc::new(limit_manifests(children, comparer, limit));
+        if opts.documents_only {
+            let inner = children;
+            children = Arc::new(handler_fn(move |desc: Descriptor| {
+                let inner = inner.clone();
+                async move {
+                    let mut kids = inner.handle(&desc).await?;
+                    kids.retain(|d| !crate::media_types::is_layer(d.media_type().as_ref()));
+                    Ok(kids)
+                }
+            }));
+        }
         let h: Arc<dyn Handler> = Arc::new(handlers(vec![fetch_h, children]));
         let limiter = Arc::new(Semaphore::new(opts.max_concurrent_downloads.max(1)));
         dispatch(h, Some(limiter), vec![target]).await
     }
 
     /// Creates the image record, or updates its target and labels if it exists.
-    async fn put_image(&self, img: Image) -> Result<Image> {
+    pub(crate) async fn put_image(&self, img: Image) -> Result<Image> {
         match self.images.create(img.clone()).await {
             Ok(i) => Ok(i),
             Err(e) if e.is_already_exists() => {

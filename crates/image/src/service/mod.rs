@@ -29,19 +29,34 @@
 //! [`FetchOptions::on_blob`] receives every blob's descriptor as soon as it is committed
 //! (or found present), in completion order. An unpacker can apply layer N when its
 //! notification has arrived and its parent chain is ready, while later layers are still
-//! downloading.
+//! downloading. [`FetchOptions::tee`] goes further: it hands the unpacker a bounded
+//! stream of a layer's bytes while they are being ingested, so decompression can start
+//! before the download ends (the blob is still verified and committed as usual; the
+//! unpacker must not commit its snapshot before `on_blob` says the blob was verified).
 
+mod commit;
 mod fetch;
+mod pull;
 mod push;
+mod unpack;
 
-pub use fetch::{BlobEvent, FetchOptions, PlatformSelection};
+pub use commit::{
+    CommitOptions, Committed, ConfigChanges, EMPTY_LAYER_DIFF_ID, IMAGE_LABEL, LayerCompression,
+};
+pub use fetch::{BlobEvent, FetchOptions, PlatformSelection, TeeFn};
+pub use pull::{PullOptions, Pulled};
 pub use push::PushOptions;
+pub use unpack::{
+    LayerState, SNAPSHOT_REF, UnpackEvent, UnpackOptions, UnpackProgressFn, Unpacked,
+};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
-use strata_content::{Descriptor, Store};
+use strata_content::{Descriptor, Error, Result, Store};
+use strata_snapshot::Snapshotter;
 
+use crate::leases::LeaseManager;
 use crate::store::ImageStore;
 
 /// The state of one blob in a fetch or push.
@@ -104,6 +119,8 @@ pub struct ImageService {
     content: Arc<dyn Store>,
     images: Arc<ImageStore>,
     blob_locks: Arc<KeyedLocks>,
+    snapshotters: Vec<(String, Arc<dyn Snapshotter>)>,
+    leases: Option<Arc<LeaseManager>>,
 }
 
 impl ImageService {
@@ -113,7 +130,54 @@ impl ImageService {
             content,
             images,
             blob_locks: Arc::default(),
+            snapshotters: Vec::new(),
+            leases: None,
         }
+    }
+
+    /// Registers a snapshotter under `name` (`overlay`, `native` …) for unpack and commit.
+    /// The first one registered is the default.
+    pub fn with_snapshotter(mut self, name: impl Into<String>, sn: Arc<dyn Snapshotter>) -> Self {
+        self.snapshotters.push((name.into(), sn));
+        self
+    }
+
+    /// Uses `leases` to protect the flows' work against garbage collection: commit takes
+    /// a lease of its own; fetch, unpack and pull use the lease given in their options.
+    pub fn with_leases(mut self, leases: Arc<LeaseManager>) -> Self {
+        self.leases = Some(leases);
+        self
+    }
+
+    /// The lease manager, if any.
+    pub fn leases(&self) -> Option<&Arc<LeaseManager>> {
+        self.leases.as_ref()
+    }
+
+    /// The registered snapshotters, default first.
+    pub fn snapshotters(&self) -> &[(String, Arc<dyn Snapshotter>)] {
+        &self.snapshotters
+    }
+
+    /// The snapshotter `name`, or the default one.
+    ///
+    /// # Errors
+    /// `NotFound` when no snapshotter of that name (or none at all) is registered.
+    pub fn snapshotter(&self, name: Option<&str>) -> Result<(String, Arc<dyn Snapshotter>)> {
+        let found = match name {
+            Some(n) => self.snapshotters.iter().find(|(k, _)| k == n),
+            None => self.snapshotters.first(),
+        };
+        found.cloned().ok_or_else(|| {
+            Error::not_found(format!(
+                "snapshotter {:?} (registered: {:?})",
+                name.unwrap_or("<default>"),
+                self.snapshotters
+                    .iter()
+                    .map(|(k, _)| k.as_str())
+                    .collect::<Vec<_>>()
+            ))
+        })
     }
 
     /// The content store.
@@ -125,6 +189,14 @@ impl ImageService {
     pub fn images(&self) -> &Arc<ImageStore> {
         &self.images
     }
+}
+
+/// Nanoseconds since the epoch, for unique scratch names.
+pub(crate) fn nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
 }
 
 /// containerd's `MakeRefKey`: the ingest ref of a blob, `<kind>-<digest>`.
