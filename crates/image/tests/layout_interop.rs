@@ -123,7 +123,7 @@ async fn skopeo_reads_and_copies_our_layout() {
         return;
     }
     let e = Env::new();
-    let (img, raw, _) = real_image(&e, "example.com/strata/app:v1").await;
+    let (img, raw, config) = real_image(&e, "example.com/strata/app:v1").await;
     let dir = e.path("layout");
     layout::export_dir(
         e.arc(),
@@ -160,6 +160,44 @@ async fn skopeo_reads_and_copies_our_layout() {
     ))
     .unwrap();
     assert_eq!(info["Digest"], img.target.digest().to_string());
+    // The same tar is a docker-archive too (our manifest.json), as `docker load` needs.
+    let info: serde_json::Value = serde_json::from_str(&run(
+        Command::new("skopeo").args(["inspect", &format!("docker-archive:{}", t.display())])
+    ))
+    .unwrap();
+    assert_eq!(info["Layers"].as_array().unwrap().len(), 2, "{info}");
+    let mut archive = tar::Archive::new(std::fs::File::open(&t).unwrap());
+    let docker_manifest: serde_json::Value = archive
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap())
+        .find(|e| e.path().unwrap().to_str() == Some("manifest.json"))
+        .map(|e| serde_json::from_reader(e).unwrap())
+        .expect("manifest.json in the tar");
+    assert_eq!(
+        docker_manifest[0]["RepoTags"],
+        serde_json::json!(["example.com/strata/app:v1"])
+    );
+    assert_eq!(
+        docker_manifest[0]["Config"],
+        format!("blobs/sha256/{}", config.digest().digest())
+    );
+    let from_docker = e.path("from-docker");
+    run(Command::new("skopeo").args([
+        "copy",
+        "-q",
+        &format!("docker-archive:{}", t.display()),
+        &format!("oci:{}:d", from_docker.display()),
+    ]));
+    let e3 = Env::new();
+    let r = layout::import(e3.arc(), &e3.images, &from_docker, &ImportOpts::default())
+        .await
+        .unwrap();
+    let m = image::manifest(&e3.store, &r.images[0].target, &platforms::all())
+        .await
+        .unwrap();
+    assert_eq!(m.manifest.config().digest(), config.digest());
+    assert_eq!(m.manifest.layers().len(), 2);
 
     // skopeo copies it to another layout; we import that with identical digests.
     let copy = e.path("copy");

@@ -23,6 +23,10 @@ pub struct ExportOpts {
     /// Also write non-distributable (foreign) layers; by default they are left out, as
     /// containerd does.
     pub include_non_distributable: bool,
+    /// Do not add a `docker load`-compatible `manifest.json` to tar exports (by default
+    /// one is written, as containerd's exporter does, for every image whose manifest for
+    /// the selected platform — the host's when `platforms` is `None` — is present).
+    pub skip_docker_manifest: bool,
 }
 
 /// The blobs to export, parents before children, each once.
@@ -247,6 +251,62 @@ pub async fn export_tar(
     Ok(entries)
 }
 
+/// Docker's `manifest.json` (`[{"Config", "RepoTags", "Layers"}]`) for the images whose
+/// manifest for the export platform is present, so `docker load` reads the tar too.
+/// `None` when no image qualifies.
+async fn docker_manifest(
+    provider: &dyn Provider,
+    images: &[Image],
+    opts: &ExportOpts,
+) -> Result<Option<Vec<u8>>> {
+    let default: Arc<dyn MatchComparer> = Arc::new(platforms::default_matcher());
+    let matcher = opts.platforms.clone().unwrap_or(default);
+    // One entry per manifest, listing every tag that points at it.
+    let mut order: Vec<String> = Vec::new();
+    let mut by_manifest: std::collections::HashMap<String, (Value, Vec<String>)> =
+        Default::default();
+    for img in images {
+        let m = match crate::image::manifest(provider, &img.target, matcher.as_ref()).await {
+            Ok(m) => m,
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(e),
+        };
+        let layers = m.manifest.layers();
+        if layers
+            .iter()
+            .any(|l| mt::is_non_distributable(l.media_type().as_ref()))
+        {
+            continue;
+        }
+        let tag = crate::reference::Reference::parse(&img.name)
+            .ok()
+            .filter(|r| r.tag().is_some() && r.digest().is_none())
+            .map(|r| r.familiar());
+        let key = m.descriptor.digest().to_string();
+        let entry = by_manifest.entry(key.clone()).or_insert_with(|| {
+            order.push(key);
+            let files: Vec<String> = layers.iter().map(blob_path).collect();
+            (
+                json!({ "Config": blob_path(m.manifest.config()), "Layers": files }),
+                Vec::new(),
+            )
+        });
+        entry.1.extend(tag);
+    }
+    if order.is_empty() {
+        return Ok(None);
+    }
+    let list: Vec<Value> = order
+        .iter()
+        .map(|k| {
+            let (mut v, tags) = by_manifest.remove(k).expect("key was inserted");
+            v["RepoTags"] = json!(tags);
+            v
+        })
+        .collect();
+    Ok(Some(canonical_json(&Value::Array(list))))
+}
+
 struct ReadAt {
     ra: Arc<dyn ReaderAt>,
     off: u64,
@@ -291,12 +351,21 @@ pub async fn export_tar_to<W: Write + Send + 'static>(
     let blobs = collect(provider.as_ref(), images, opts).await?;
     let index = index_json(Vec::new(), images)?;
     let entries = entries(images)?;
+    let docker = if opts.skip_docker_manifest {
+        None
+    } else {
+        docker_manifest(provider.as_ref(), images, opts).await?
+    };
     let handle = tokio::runtime::Handle::current();
     let w = tokio::task::spawn_blocking(move || -> Result<W> {
         let io = |what: String, e| Error::io(format!("export tar: {what}"), e);
         let mut b = tar::Builder::new(w);
         b.mode(tar::HeaderMode::Deterministic);
-        for (name, bytes) in [("oci-layout", oci_layout()), ("index.json", index)] {
+        let mut meta = vec![("oci-layout", oci_layout()), ("index.json", index)];
+        if let Some(d) = docker {
+            meta.push(("manifest.json", d));
+        }
+        for (name, bytes) in meta {
             let mut h = header(bytes.len() as u64, false);
             b.append_data(&mut h, name, bytes.as_slice())
                 .map_err(|e| io(format!("write {name}"), e))?;

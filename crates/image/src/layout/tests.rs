@@ -655,3 +655,61 @@ async fn import_holds_everything_in_a_lease() {
     assert!(e.is_not_found(), "{e}");
     assert!(dst2.digests().await.is_empty());
 }
+
+fn tar_file(t: &Path, name: &str) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut a = tar::Archive::new(std::fs::File::open(t).unwrap());
+    for e in a.entries().unwrap() {
+        let mut e = e.unwrap();
+        if e.path().unwrap().to_str() == Some(name) {
+            let mut v = Vec::new();
+            e.read_to_end(&mut v).unwrap();
+            return Some(v);
+        }
+    }
+    None
+}
+
+#[tokio::test]
+async fn tar_export_has_a_docker_manifest() {
+    let src = env();
+    let (a, b, parts) = two_images(&src).await;
+    let also_b = Image::new("example.com/other:2", b.target.clone());
+    let t = src.root.join("x.tar");
+    let opts = ExportOpts {
+        platforms: Some(Arc::new(only(parse("linux/arm64").unwrap()))),
+        ..Default::default()
+    };
+    export_tar(src.arc(), &[a.clone(), b.clone(), also_b], &t, &opts)
+        .await
+        .unwrap();
+    let m: serde_json::Value =
+        serde_json::from_slice(&tar_file(&t, "manifest.json").unwrap()).unwrap();
+    let entries = m.as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{m}");
+    let blob = |d: &Descriptor| format!("blobs/sha256/{}", d.digest().digest());
+    // The index image contributes its arm64 manifest.
+    assert_eq!(entries[0]["Config"], blob(&parts[1].config));
+    assert_eq!(
+        entries[0]["RepoTags"],
+        serde_json::json!(["example.com/multi:1.0"])
+    );
+    assert_eq!(
+        entries[0]["Layers"],
+        serde_json::json!([blob(&parts[1].layers[0])])
+    );
+    // Two names for one manifest share an entry.
+    assert_eq!(
+        entries[1]["RepoTags"],
+        serde_json::json!(["single:latest", "example.com/other:2"])
+    );
+    assert_eq!(entries[1]["Layers"].as_array().unwrap().len(), 3);
+
+    let opts = ExportOpts {
+        skip_docker_manifest: true,
+        ..Default::default()
+    };
+    export_tar(src.arc(), &[b], &t, &opts).await.unwrap();
+    assert!(tar_file(&t, "manifest.json").is_none());
+    assert!(tar_file(&t, "index.json").is_some());
+}
