@@ -83,7 +83,32 @@ async fn push_pull_pull_back() {
     }));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     fo.on_blob = Some(tx);
+    // Tee the layers: collect their bytes while they download.
+    let teed: Arc<Mutex<Vec<(String, tokio::task::JoinHandle<Vec<u8>>)>>> = Arc::default();
+    let t2 = teed.clone();
+    fo.tee = Some(Arc::new(move |d: &Descriptor, offset: u64| {
+        assert_eq!(offset, 0);
+        if !strata_image::media_types::is_layer(d.media_type().as_ref()) {
+            return None;
+        }
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(2);
+        let h = tokio::spawn(async move {
+            let mut all = Vec::new();
+            while let Some(c) = rx.recv().await {
+                all.extend_from_slice(&c);
+            }
+            all
+        });
+        t2.lock().unwrap().push((d.digest().to_string(), h));
+        Some(tx)
+    }));
     let img = dst.svc.fetch(&remote, fo).await.unwrap();
+    let teed = std::mem::take(&mut *teed.lock().unwrap());
+    assert_eq!(teed.len(), 2, "both layers teed");
+    for (digest, h) in teed {
+        let bytes = h.await.unwrap();
+        assert_eq!(strata_content::digest::sha256(&bytes).to_string(), digest);
+    }
     assert_eq!(img.name, remote);
     assert_eq!(img.target.digest(), manifest.digest());
     assert_eq!(dst.images.get(&remote).await.unwrap().target, img.target);
