@@ -343,3 +343,7 @@ impl Snapshotter for OverlaySnapshotter {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "overlay_tests.rs"]
+mod tests;
