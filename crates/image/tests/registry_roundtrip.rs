@@ -12,6 +12,8 @@ use strata_content::{Descriptor, Manager, Provider};
 use strata_image::remote::RegistryOptions;
 use strata_image::service::{FetchOptions, ProgressState, PushOptions};
 
+type Teed = (String, tokio::task::JoinHandle<Vec<u8>>);
+
 fn reg_opts() -> RegistryOptions {
     let mut o = RegistryOptions::default().docker_config(false);
     o.retry_delay = std::time::Duration::from_millis(10);
@@ -84,7 +86,7 @@ async fn push_pull_pull_back() {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     fo.on_blob = Some(tx);
     // Tee the layers: collect their bytes while they download.
-    let teed: Arc<Mutex<Vec<(String, tokio::task::JoinHandle<Vec<u8>>)>>> = Arc::default();
+    let teed: Arc<Mutex<Vec<Teed>>> = Arc::default();
     let t2 = teed.clone();
     fo.tee = Some(Arc::new(move |d: &Descriptor, offset: u64| {
         assert_eq!(offset, 0);
@@ -385,7 +387,7 @@ async fn fetch_holds_its_lease() {
     let has = |kind: &str, id: &str| res.iter().any(|r| r.kind == kind && r.id == id);
     assert!(has("images", &remote), "{res:?}");
     for d in layers.iter().chain([&manifest]) {
-        assert!(has("content", &d.digest().to_string()), "{res:?}");
+        assert!(has("content", d.digest().as_ref()), "{res:?}");
         assert!(
             has("ingests", &strata_image::service::ref_key(d)),
             "{res:?}"
