@@ -111,3 +111,40 @@ pub fn lxattrs(path: &std::ffi::OsStr) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     out.sort();
     Ok(out)
 }
+
+/// All xattrs of an open file: `(name, value)` sorted by name.
+///
+/// # Errors
+/// I/O errors other than ENOTSUP (which gives an empty list).
+pub fn fxattrs(fd: &OwnedFd) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut names = vec![0u8; 1024];
+    let n = loop {
+        match rustix::fs::flistxattr(fd, &mut names[..]) {
+            Ok(n) => break n,
+            Err(Errno::RANGE) => names.resize(names.len() * 4, 0),
+            Err(Errno::NOTSUP) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let mut out = Vec::new();
+    for name in names[..n].split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        let mut val = vec![0u8; 256];
+        loop {
+            match rustix::fs::fgetxattr(fd, name, &mut val[..]) {
+                Ok(n) => {
+                    val.truncate(n);
+                    break;
+                }
+                Err(Errno::RANGE) => val.resize(val.len() * 4, 0),
+                Err(Errno::NODATA) => {
+                    val.clear();
+                    break;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        out.push((name.to_vec(), val));
+    }
+    out.sort();
+    Ok(out)
+}

@@ -25,7 +25,7 @@ pub struct DecodeSummary {
 /// Returns early (without error) when the receiver hung up.
 pub fn decode_loop(
     mut decoded: impl Read,
-    tx: SyncSender<io::Result<Vec<u8>>>,
+    tx: ChunkSender,
     recycle: Receiver<Vec<u8>>,
     progress: Option<&(dyn Fn(u64) + Sync)>,
 ) -> io::Result<DecodeSummary> {
@@ -73,12 +73,11 @@ pub fn decode_loop(
     })
 }
 
+/// The decode side's sender of buffers (or the decode error).
+pub type ChunkSender = SyncSender<io::Result<Vec<u8>>>;
+
 /// Creates the channels of the stage: (data sender, parser-side reader, recycle receiver).
-pub fn channel() -> (
-    SyncSender<io::Result<Vec<u8>>>,
-    ChunkReader,
-    Receiver<Vec<u8>>,
-) {
+pub fn channel() -> (ChunkSender, ChunkReader, Receiver<Vec<u8>>) {
     let (tx, rx) = sync_channel(DEPTH);
     let (rtx, rrx) = sync_channel(DEPTH + 2);
     (

@@ -247,11 +247,14 @@ impl<F: FnMut(Vec<u8>) -> io::Result<()>> Write for ChunkSink<F> {
     }
 }
 
+/// Sends one buffer to the next pipeline stage.
+type SendFn<'p> = Box<dyn FnMut(Vec<u8>) -> io::Result<()> + 'p>;
+
 /// The uncompressed side: hashes (DiffID), counts, reports progress, forwards.
 struct HashSink<'p> {
     sha: Sha256,
     size: u64,
-    tx: ChunkSink<Box<dyn FnMut(Vec<u8>) -> io::Result<()> + 'p>>,
+    tx: ChunkSink<SendFn<'p>>,
     progress: Option<&'p (dyn Fn(u64) + Send + Sync)>,
 }
 
@@ -294,7 +297,7 @@ fn produce(
             e.finish()?.flush()
         });
         let tx2: SyncSender<Vec<u8>> = tx;
-        let send: Box<dyn FnMut(Vec<u8>) -> io::Result<()>> = Box::new(move |v| {
+        let send: SendFn<'_> = Box::new(move |v| {
             tx2.send(v)
                 .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "compressor gone"))
         });

@@ -282,7 +282,7 @@ fn lchtimes() {
                 };
                 rustix::fs::utimensat(
                     rustix::fs::CWD,
-                    &r.join("lnk0"),
+                    r.join("lnk0"),
                     &ts,
                     rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
                 )
@@ -335,7 +335,7 @@ fn diff_dir_change_with_overlayfs() {
     create_file(u, "/dir1/f", b"/dir1/f-diff", 0o644);
     rustix::fs::mknodat(
         rustix::fs::CWD,
-        &u.join("dir1/d"),
+        u.join("dir1/d"),
         rustix::fs::FileType::CharacterDevice,
         rustix::fs::Mode::empty(),
         0,
@@ -345,7 +345,7 @@ fn diff_dir_change_with_overlayfs() {
     create_file(u, "/dir2/d/f", b"/dir2/d/f-diff", 0o644);
     create_dir(u, "/dir3", 0o700);
     rustix::fs::setxattr(
-        &u.join("dir3"),
+        u.join("dir3"),
         "user.overlay.opaque",
         b"y",
         rustix::fs::XattrFlags::empty(),

@@ -23,6 +23,68 @@ struct Meta {
     mtime: Time,
     atime: Time,
     xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    sparse: Option<Sparse>,
+}
+
+/// A PAX-format GNU sparse file (formats 0.1 and 1.0; the old GNU `S` type is expanded
+/// by the tar crate itself).
+#[derive(Default)]
+struct Sparse {
+    name: Option<Vec<u8>>,
+    realsize: u64,
+    major: u32,
+    map: Vec<(u64, u64)>,
+}
+
+fn parse_map(v: &[u8]) -> Option<Vec<(u64, u64)>> {
+    let nums: Vec<u64> = std::str::from_utf8(v)
+        .ok()?
+        .split(',')
+        .map(|n| n.trim().parse().ok())
+        .collect::<Option<_>>()?;
+    if !nums.len().is_multiple_of(2) {
+        return None;
+    }
+    Some(nums.chunks(2).map(|c| (c[0], c[1])).collect())
+}
+
+/// Reads the sparse map that starts the data of a format 1.0 sparse entry (decimal
+/// numbers, one per line, padded to 512 bytes).
+fn read_v1_map(r: &mut impl Read) -> io::Result<Vec<(u64, u64)>> {
+    let mut consumed = 0usize;
+    let mut next = |r: &mut dyn Read| -> io::Result<u64> {
+        let mut v: u64 = 0;
+        let mut digits = 0;
+        loop {
+            let mut b = [0u8; 1];
+            r.read_exact(&mut b)?;
+            consumed += 1;
+            match b[0] {
+                b'\n' if digits > 0 => return Ok(v),
+                c @ b'0'..=b'9' if digits < 20 => {
+                    v = v
+                        .checked_mul(10)
+                        .and_then(|v| v.checked_add((c - b'0') as u64))
+                        .ok_or(io::ErrorKind::InvalidData)?;
+                    digits += 1;
+                }
+                _ => return Err(io::ErrorKind::InvalidData.into()),
+            }
+        }
+    };
+    let n = next(r)?;
+    if n > 1 << 20 {
+        return Err(io::ErrorKind::InvalidData.into());
+    }
+    let mut map = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let off = next(r)?;
+        let len = next(r)?;
+        map.push((off, len));
+    }
+    let pad = (512 - consumed % 512) % 512;
+    io::copy(&mut r.take(pad as u64), &mut io::sink())?;
+    Ok(map)
 }
 
 /// Parses a PAX time (`1234.5678`, `-1.5`).
@@ -128,7 +190,12 @@ impl Applier<'_> {
         if matches!(etype, EntryType::XGlobalHeader) {
             return Ok(());
         }
-        let path = entry.path_bytes().into_owned();
+        let mut path = entry.path_bytes().into_owned();
+        let link = entry.link_name_bytes().map(|c| c.into_owned());
+        let meta = self.meta(entry, &path)?;
+        if let Some(Sparse { name: Some(n), .. }) = &meta.sparse {
+            path = n.clone();
+        }
         let comps = clean(&path);
         let Some((base, parent)) = comps.split_last() else {
             return Ok(()); // resolves to the root itself: skipped, like containerd
@@ -137,8 +204,6 @@ impl Applier<'_> {
         if let Some(wh) = base.strip_prefix(b".wh.") {
             return self.whiteout(parent, wh, &path);
         }
-        let link = entry.link_name_bytes().map(|c| c.into_owned());
-        let meta = self.meta(entry, &path)?;
         let full = join(&comps);
         let pfd = self.parent(parent, true)?.expect("created");
         let is_dir = matches!(etype, EntryType::Directory);
@@ -206,7 +271,10 @@ impl Applier<'_> {
             mtime: (mtime_s.min(i64::MAX as u64) as i64, 0),
             atime: (0, 0),
             xattrs: Vec::new(),
+            sparse: None,
         };
+        let mut sp = Sparse::default();
+        let mut is_sparse = false;
         let mut atime = None;
         if let Some(exts) = entry.pax_extensions().map_err(|e| bad("pax header", e))? {
             for ext in exts {
@@ -220,8 +288,40 @@ impl Applier<'_> {
                     }
                 } else if k == b"atime" {
                     atime = parse_pax_time(ext.value_bytes());
+                } else if let Some(sk) = k.strip_prefix(b"GNU.sparse.") {
+                    let v = ext.value_bytes();
+                    let num = || -> Result<u64> {
+                        std::str::from_utf8(v)
+                            .ok()
+                            .and_then(|s| s.trim().parse().ok())
+                            .ok_or_else(|| bad("sparse header", io::ErrorKind::InvalidData.into()))
+                    };
+                    match sk {
+                        b"major" => {
+                            is_sparse = true;
+                            sp.major = num()? as u32;
+                        }
+                        b"name" => {
+                            is_sparse = true;
+                            sp.name = Some(v.to_vec());
+                        }
+                        b"realsize" | b"size" => {
+                            is_sparse = true;
+                            sp.realsize = num()?;
+                        }
+                        b"map" => {
+                            is_sparse = true;
+                            sp.map = parse_map(v).ok_or_else(|| {
+                                bad("sparse map", io::ErrorKind::InvalidData.into())
+                            })?;
+                        }
+                        _ => {}
+                    }
                 }
             }
+        }
+        if is_sparse {
+            m.sparse = Some(sp);
         }
         m.atime = match atime {
             Some(a) if a > m.mtime => a,
@@ -327,6 +427,11 @@ impl Applier<'_> {
             Err(e) => return Err(io_err("create", full, e)),
         };
         let mut f = std::fs::File::from(fd);
+        if let Some(sp) = &meta.sparse {
+            self.sparse_data(&mut f, sp, full, data)?;
+            let fd = OwnedFd::from(f);
+            return self.fd_meta(&fd, full, meta, true);
+        }
         let mut copied = 0u64;
         loop {
             let n = match data.read(&mut self.buf) {
@@ -347,6 +452,43 @@ impl Applier<'_> {
         let _ = copied;
         let fd = OwnedFd::from(f);
         self.fd_meta(&fd, full, meta, true)
+    }
+
+    /// Writes the data of a PAX sparse entry: each map segment at its offset, then the
+    /// real size.
+    fn sparse_data<R: Read>(
+        &mut self,
+        f: &mut std::fs::File,
+        sp: &Sparse,
+        full: &[u8],
+        data: &mut tar::Entry<'_, R>,
+    ) -> Result<()> {
+        use std::io::{Seek, SeekFrom};
+        let bad = |e: io::Error| {
+            Error::invalid_argument(format!(
+                "invalid archive: sparse data of {}: {e}",
+                show(full)
+            ))
+        };
+        let map = if sp.major >= 1 {
+            read_v1_map(data).map_err(bad)?
+        } else {
+            sp.map.clone()
+        };
+        for (off, len) in map {
+            if off.checked_add(len).is_none_or(|end| end > sp.realsize) {
+                return Err(bad(io::ErrorKind::InvalidData.into()));
+            }
+            f.seek(SeekFrom::Start(off))
+                .map_err(|e| io_err("seek", full, e))?;
+            let n =
+                io::copy(&mut (&mut *data).take(len), f).map_err(|e| io_err("write", full, e))?;
+            if n != len {
+                return Err(bad(io::ErrorKind::UnexpectedEof.into()));
+            }
+        }
+        f.set_len(sp.realsize)
+            .map_err(|e| io_err("truncate", full, e))
     }
 
     /// Metadata for symlinks and special files, by `(parent, name)` without following.
@@ -420,6 +562,17 @@ impl Applier<'_> {
         self.create_retry(pfd, base, full, |d| {
             rustix::fs::linkat(tpfd.as_fd(), tbase, d.as_fd(), base, AtFlags::empty())
         })
+        .map_err(|e| {
+            if e.is_not_found() {
+                Error::invalid_argument(format!(
+                    "hardlink {} to missing {}",
+                    show(full),
+                    show(target)
+                ))
+            } else {
+                e
+            }
+        })
     }
 }
 
@@ -441,7 +594,7 @@ fn copy_parent_info(lowers: &[OwnedFd], fd: &OwnedFd, path: &[u8]) -> io::Result
             Some(rustix::fs::Gid::from_raw(st.st_gid)),
         )?;
         rustix::fs::fchmod(fd, Mode::from_raw_mode(st.st_mode & 0o7777))?;
-        for (k, v) in fsutil::lxattrs(fsutil::proc_path(&l, b"").as_os_str())? {
+        for (k, v) in fsutil::fxattrs(&l)? {
             if k.starts_with(b"trusted.") {
                 continue;
             }

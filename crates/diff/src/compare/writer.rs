@@ -31,8 +31,9 @@ pub struct ChangeWriter<W: Write> {
     dirs: HashSet<PathBuf>,
     /// Inodes written in this layer → the first path written.
     inodes: HashMap<(u64, u64), PathBuf>,
-    /// Inodes of unchanged multiply-linked files → their path (present below the layer).
-    kept: HashMap<(u64, u64), PathBuf>,
+    /// Inodes of unchanged multiply-linked files → their paths, re-emitted as links when
+    /// a new link to the inode is written (containerd's `inodeRefs`).
+    kept: HashMap<(u64, u64), Vec<PathBuf>>,
 }
 
 fn io_err(what: &str, p: &Path, e: io::Error) -> Error {
@@ -119,8 +120,8 @@ impl<W: Write> ChangeWriter<W> {
 
     /// Notes an unchanged regular file with several links (from
     /// [`changes_with_links`](super::walk::changes_with_links)). If its inode was already
-    /// written in this layer, the path is re-linked to it; otherwise later new links to the
-    /// inode are written as hardlinks to this path, which exists below the layer.
+    /// written in this layer, the path is re-linked to it now; otherwise it is re-linked
+    /// (after its parents) right after the first new link to the inode is written.
     ///
     /// # Errors
     /// `Io` when the upper tree cannot be read or the output cannot be written.
@@ -134,7 +135,7 @@ impl<W: Write> ChangeWriter<W> {
             }
             return self.entry(rel, &full, &md);
         }
-        self.kept.entry(key).or_insert_with(|| rel.to_path_buf());
+        self.kept.entry(key).or_default().push(rel.to_path_buf());
         Ok(())
     }
 
@@ -192,7 +193,7 @@ impl<W: Write> ChangeWriter<W> {
         if ft.is_file() {
             if md.nlink() > 1 {
                 let key = (md.dev(), md.ino());
-                if let Some(first) = self.inodes.get(&key).or_else(|| self.kept.get(&key)) {
+                if let Some(first) = self.inodes.get(&key) {
                     h.set_entry_type(EntryType::Link);
                     let link = first.as_os_str().as_bytes().to_vec();
                     return self.write(h, &name, Some(&link), &[], io::empty());
@@ -214,6 +215,19 @@ impl<W: Write> ChangeWriter<W> {
                     r.n,
                     md.len()
                 )));
+            }
+            if md.nlink() > 1
+                && let Some(others) = self.kept.remove(&(md.dev(), md.ino()))
+            {
+                for o in others {
+                    if let Some(parent) = o.parent() {
+                        self.include_parents(parent)?;
+                    }
+                    let ofull = self.upper.join(&o);
+                    let omd =
+                        fs::symlink_metadata(&ofull).map_err(|e| io_err("lstat", &ofull, e))?;
+                    self.entry(&o, &ofull, &omd)?;
+                }
             }
             return Ok(());
         }
