@@ -47,3 +47,53 @@ impl Global {
         self.root().join("snapshots").join(name)
     }
 }
+
+/// Everything the flows need, opened on one root and namespace: the content store, the
+/// image records, the leases, the selected snapshotter and the service over them.
+#[allow(dead_code)]
+pub struct State {
+    pub content: strata::content::local::LocalStore,
+    pub images: strata::image::store::ImageStore,
+    pub leases: std::sync::Arc<strata::image::leases::LeaseManager>,
+    pub sn_name: String,
+    pub sn: std::sync::Arc<dyn strata::snapshot::Snapshotter>,
+    pub svc: strata::image::service::ImageService,
+}
+
+impl Global {
+    /// Opens [`State`] for this root, namespace and snapshotter.
+    #[allow(dead_code)]
+    pub fn state(&self) -> strata::content::Result<State> {
+        use std::sync::Arc;
+        let root = self.root();
+        let content = strata::content::local::LocalStore::open(self.content_root())?.namespace(&self.namespace);
+        let images = strata::image::store::ImageStore::open(root.join("metadata.db"))?.namespace(&self.namespace);
+        let leases =
+            Arc::new(strata::image::leases::LeaseManager::open(root.join("metadata.db"))?.namespace(self.namespace.clone()));
+        let (sn_name, sn) = crate::snapshot::open_snapshotter(self)?;
+        let svc = strata::image::service::ImageService::new(Arc::new(content.clone()), Arc::new(images.clone()))
+            .with_snapshotter(sn_name.clone(), sn.clone())
+            .with_leases(leases.clone());
+        Ok(State { content, images, leases, sn_name, sn, svc })
+    }
+
+    /// A garbage collector over every snapshotter that exists under this root.
+    #[allow(dead_code)]
+    pub fn collector(&self, st: &State) -> strata::content::Result<strata::image::gc::Collector> {
+        let mut snapshotters = Vec::new();
+        for name in strata::snapshot::BACKENDS {
+            let dir = self.snapshotter_root(name);
+            if name == st.sn_name {
+                snapshotters.push((name.to_string(), st.sn.clone()));
+            } else if dir.join("metadata.db").exists() {
+                snapshotters.push((name.to_string(), strata::snapshot::open(name, &dir)?));
+            }
+        }
+        Ok(strata::image::gc::Collector {
+            content: st.content.clone(),
+            images: st.images.clone(),
+            leases: st.leases.clone(),
+            snapshotters,
+        })
+    }
+}

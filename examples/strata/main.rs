@@ -6,6 +6,7 @@
 mod common;
 mod content;
 mod image;
+mod lease;
 mod snapshot;
 
 use clap::{Parser, Subcommand};
@@ -32,6 +33,11 @@ enum Cmd {
     /// Images: pull, push, import, export, list.
     #[command(subcommand)]
     Image(image::Cmd),
+    /// Leases: hold content and snapshots against garbage collection.
+    #[command(subcommand)]
+    Lease(lease::Cmd),
+    /// Remove every blob, ingest and snapshot that nothing references.
+    Gc,
 }
 
 fn main() -> ExitCode {
@@ -45,6 +51,8 @@ fn main() -> ExitCode {
             Cmd::Content(c) => content::run(&cli.global, c).await,
             Cmd::Snapshot(c) => snapshot::run(&cli.global, c).await,
             Cmd::Image(c) => image::run(&cli.global, c).await,
+            Cmd::Lease(c) => lease::run(&cli.global, c).await,
+            Cmd::Gc => lease::gc(&cli.global).await,
         }
     });
     match res {
