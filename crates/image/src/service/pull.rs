@@ -15,11 +15,13 @@
 //! Everything made is held by a lease (when the service has a lease manager) until the
 //! image record exists, so a crash leaves only what GC collects.
 
-use std::sync::Arc;
+use std::io::Read;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use strata_content::{Descriptor, Digest, Error, Result};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
 use super::unpack::{LayerState, LayerUnpacker, UnpackEvent, UnpackProgressFn};
 use super::{FetchOptions, ImageService};
@@ -157,7 +159,26 @@ impl ImageService {
             exists.push(u.exists(c).await?);
         }
 
-        // 3. Fetch what is missing, in order, bounded; apply as each becomes ready.
+        // 3. Fetch what is missing, in order, bounded; apply as each becomes ready. The
+        //    layer the unpacker waits for is applied straight from its download stream
+        //    when the download starts after the unpacker asked for it.
+        let slot: Arc<Mutex<Option<StreamWanted>>> = Arc::default();
+        let mut fetch_opts = opts.fetch.clone();
+        let tee_slot = slot.clone();
+        fetch_opts.tee = Some(Arc::new(move |desc: &Descriptor, offset: u64| {
+            let mut slot = tee_slot.lock().unwrap_or_else(|p| p.into_inner());
+            match slot.take() {
+                Some(w) if offset == 0 && &w.digest == desc.digest() => {
+                    let (tx, rx) = mpsc::channel(16);
+                    let _ = w.deliver.send(rx);
+                    Some(tx)
+                }
+                other => {
+                    *slot = other;
+                    None
+                }
+            }
+        }));
         let limiter = Arc::new(Semaphore::new(opts.fetch.max_concurrent_downloads.max(1)));
         let mut ready: Vec<watch::Receiver<Option<std::result::Result<(), String>>>> = Vec::new();
         let mut fetches = tokio::task::JoinSet::new();
@@ -202,13 +223,51 @@ impl ImageService {
                     emit(i, LayerState::Exists);
                     continue;
                 }
-                wait_ready(&mut ready[i], layer).await?;
-                emit(i, LayerState::Applying);
-                let open = u.blob_reader(layer).await?;
                 let parent = if i == 0 { None } else { Some(&chains[i - 1]) };
-                if u.unpack_layer(parent, &chains[i], layer, &diff_ids[i], open)
-                    .await?
-                {
+                let stream = if ready[i].borrow().is_some() {
+                    None
+                } else {
+                    let (deliver, got) = oneshot::channel();
+                    *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(StreamWanted {
+                        digest: layer.digest().clone(),
+                        deliver,
+                    });
+                    let mut done = ready[i].clone();
+                    tokio::select! {
+                        rx = got => rx.ok(),
+                        _ = done.wait_for(Option::is_some) => None,
+                    }
+                };
+                *slot.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                emit(i, LayerState::Applying);
+                let did_apply = match stream {
+                    Some(rx) => {
+                        let open = move || {
+                            Ok(Box::new(ChannelReader {
+                                rx,
+                                cur: Bytes::new(),
+                            }) as Box<dyn Read + Send>)
+                        };
+                        let mut done = ready[i].clone();
+                        let verified = async move { wait_ready(&mut done, layer).await };
+                        u.unpack_layer_verified(
+                            parent,
+                            &chains[i],
+                            layer,
+                            &diff_ids[i],
+                            open,
+                            verified,
+                        )
+                        .await?
+                    }
+                    None => {
+                        wait_ready(&mut ready[i], layer).await?;
+                        let open = u.blob_reader(layer).await?;
+                        u.unpack_layer(parent, &chains[i], layer, &diff_ids[i], open)
+                            .await?
+                    }
+                };
+                if did_apply {
                     applied += 1;
                     emit(i, LayerState::Applied);
                 } else {
@@ -257,6 +316,33 @@ impl ImageService {
             snapshotters: self.snapshotters.clone(),
             leases: self.leases.clone(),
         }
+    }
+}
+
+/// The unpacker's wish to read layer `digest` from its download stream.
+struct StreamWanted {
+    digest: Digest,
+    deliver: oneshot::Sender<mpsc::Receiver<Bytes>>,
+}
+
+/// A blocking [`Read`] over a download's chunks; EOF when the download ends.
+struct ChannelReader {
+    rx: mpsc::Receiver<Bytes>,
+    cur: Bytes,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.cur.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(b) => self.cur = b,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len());
+        buf[..n].copy_from_slice(&self.cur[..n]);
+        self.cur = self.cur.slice(n..);
+        Ok(n)
     }
 }
 

@@ -168,6 +168,29 @@ impl LayerUnpacker {
     where
         F: FnOnce() -> Result<Box<dyn Read + Send>> + Send + 'static,
     {
+        self.unpack_layer_verified(parent, chain, layer, diff_id, open, async { Ok(()) })
+            .await
+    }
+
+    /// As [`LayerUnpacker::unpack_layer`], but the snapshot is committed only once
+    /// `verified` succeeds: for layers applied from a download stream, whose digest the
+    /// content store checks only when the download commits.
+    ///
+    /// # Errors
+    /// As [`LayerUnpacker::unpack_layer`], and `verified`'s error (the snapshot is removed).
+    pub async fn unpack_layer_verified<F, V>(
+        &self,
+        parent: Option<&Digest>,
+        chain: &Digest,
+        layer: &Descriptor,
+        diff_id: &Digest,
+        open: F,
+        verified: V,
+    ) -> Result<bool>
+    where
+        F: FnOnce() -> Result<Box<dyn Read + Send>> + Send + 'static,
+        V: std::future::Future<Output = Result<()>>,
+    {
         let _g = self
             .locks
             .lock(&format!("sn://{}/{chain}", self.sn_name))
@@ -185,6 +208,11 @@ impl LayerUnpacker {
         let parent_key = parent.map(|p| p.to_string()).unwrap_or_default();
         let mounts = self.sn.prepare(&key, &parent_key, labels).await?;
         let applied = self.apply(mounts, compression, open).await;
+        let applied = match (applied, verified.await) {
+            (Ok(s), Ok(())) => Ok(s),
+            (_, Err(e)) => Err(e),
+            (Err(e), _) => Err(e),
+        };
         let stats = match applied {
             Ok(s) => s,
             Err(e) => {
