@@ -49,11 +49,17 @@ echo "parent: $(find "$tree" | wc -l) entries, $(du -sh "$tree" | cut -f1) on $(
 sync
 
 ours=(); theirs=()
-for i in $(seq 1 "$runs"); do
-  t0=$(date +%s.%N); S prepare "bench-$i" base >/dev/null; t1=$(date +%s.%N)
+run_ours() {
+  local t0 t1; t0=$(date +%s.%N); S prepare "bench-$1" base >/dev/null; t1=$(date +%s.%N)
   ours+=("$(echo "$t1 - $t0" | bc)")
-  t0=$(date +%s.%N); cp -a "$tree" "$dir/cp-$i"; t1=$(date +%s.%N)
+}
+run_cp() {
+  local t0 t1; t0=$(date +%s.%N); cp -a "$tree" "$dir/cp-$1"; t1=$(date +%s.%N)
   theirs+=("$(echo "$t1 - $t0" | bc)")
+}
+for i in $(seq 1 "$runs"); do
+  # Alternate which goes first, so neither always meets the other's writeback.
+  if (( i % 2 )); then run_ours "$i"; sync; run_cp "$i"; else run_cp "$i"; sync; run_ours "$i"; fi
   S rm "bench-$i"; rm -rf "$dir/cp-$i"; sync
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END{print (NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2}'; }

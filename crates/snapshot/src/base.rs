@@ -160,7 +160,8 @@ impl Base {
     /// directory to [`Base::cleanup`]).
     pub fn remove(&self, key: &str, defer: bool) -> Result<()> {
         let _lock = self.lock(FlockOperation::LockShared)?;
-        let (id, _) = self.ms.write(|tx| tx.remove(key))?;
+        // Durable: after a power loss the record must not come back without its directory.
+        let (id, _) = self.ms.write_durable(|tx| tx.remove(key))?;
         fault_point("remove-after-record");
         if defer {
             return Ok(());

@@ -13,6 +13,9 @@
 //!           size INTEGER, inodes INTEGER)          -- usage, frozen at commit
 //! ```
 //!
+//! Commits are atomic and crash-safe (WAL); removals are also fsynced before the
+//! directory goes ([`MetaStore::write_durable`]).
+//!
 //! Backends run each mutation in one [`MetaStore::write`] transaction (`BEGIN IMMEDIATE`)
 //! together with the directory rename that makes it visible, so a crash leaves either the
 //! old or the new state; directories no record owns are removed by `cleanup`.
@@ -42,6 +45,12 @@ pub struct Snapshot {
 pub struct MetaStore {
     conn: Mutex<Option<Connection>>,
     path: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    Normal,
+    Full,
 }
 
 /// A transaction on the metastore; all record operations go through it.
@@ -96,7 +105,7 @@ impl MetaStore {
             .map_err(db(what.clone()))?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(db(what.clone()))?;
-        conn.pragma_update(None, "synchronous", "FULL")
+        conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(db(what.clone()))?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(db(what.clone()))?;
@@ -122,13 +131,22 @@ impl MetaStore {
     fn run<T>(
         &self,
         behavior: TransactionBehavior,
-        commit: bool,
+        commit: Option<Durability>,
         f: impl FnOnce(&Tx<'_>) -> Result<T>,
     ) -> Result<T> {
         let mut g = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let conn = g
             .as_mut()
             .ok_or_else(|| Error::failed_precondition("snapshot metastore is closed"))?;
+        if let Some(sync) = commit {
+            let mode = if sync == Durability::Full {
+                "FULL"
+            } else {
+                "NORMAL"
+            };
+            conn.pragma_update(None, "synchronous", mode)
+                .map_err(db("set snapshot metastore synchronous mode"))?;
+        }
         // BEGIN IMMEDIATE can report BUSY past busy_timeout under contention from other
         // processes: retry rather than surfacing it.
         let mut tries = 0;
@@ -147,7 +165,7 @@ impl MetaStore {
         };
         let tx = Tx { tx };
         let out = f(&tx)?;
-        if commit {
+        if commit.is_some() {
             tx.tx
                 .commit()
                 .map_err(db("commit snapshot metastore transaction"))?;
@@ -156,12 +174,22 @@ impl MetaStore {
     }
 
     /// Runs `f` in a write transaction (`BEGIN IMMEDIATE`), committing when it returns
-    /// `Ok` and rolling back otherwise.
+    /// `Ok` and rolling back otherwise. The commit is atomic and survives a process
+    /// crash; it is not fsynced (WAL, `synchronous=NORMAL`), so a power loss may roll it
+    /// back (use [`MetaStore::write_durable`] before deleting data the old state needs).
     ///
     /// # Errors
     /// `f`'s error, or a database error.
     pub fn write<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
-        self.run(TransactionBehavior::Immediate, true, f)
+        self.run(TransactionBehavior::Immediate, Some(Durability::Normal), f)
+    }
+
+    /// As [`MetaStore::write`], and the commit is on disk when this returns (fsync).
+    ///
+    /// # Errors
+    /// `f`'s error, or a database error.
+    pub fn write_durable<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
+        self.run(TransactionBehavior::Immediate, Some(Durability::Full), f)
     }
 
     /// Runs `f` in a read transaction (a consistent snapshot of the records).
@@ -169,7 +197,7 @@ impl MetaStore {
     /// # Errors
     /// `f`'s error, or a database error.
     pub fn read<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
-        self.run(TransactionBehavior::Deferred, false, f)
+        self.run(TransactionBehavior::Deferred, None, f)
     }
 }
 
