@@ -6,10 +6,10 @@
 //! skopeo + umoci read exactly the changed tree, and a re-pull by digest into another
 //! fresh root gives the same ChainIDs. Needs root, docker-registry, skopeo and umoci.
 
-#[allow(dead_code, unused_imports)]
+mod e2e_common;
+#[allow(unused_imports)]
 #[path = "../crates/image/tests/registry_common/mod.rs"]
 mod registry_common;
-mod e2e_common;
 
 use std::path::Path;
 use std::process::Command;
@@ -261,7 +261,11 @@ async fn pull_commit_push_interop_with_umoci_and_skopeo() {
     assert!(!peer_base.entries.contains_key(&p("gone")));
     assert!(!peer_base.entries.contains_key(&p("opt/keep/old1")));
     assert!(peer_base.entries[&p("usr/bin/ping")].xattrs["security.capability"] == CAP_NET_RAW);
-    assert!(peer_base.hardlinks.contains(&vec![p("bin2/x"), p("bin2/y"), p("bin2/z")]));
+    assert!(
+        peer_base
+            .hardlinks
+            .contains(&vec![p("bin2/x"), p("bin2/y"), p("bin2/z")])
+    );
 
     // 1. Pull into a fresh root (overlay and native): same tree as umoci's.
     let a = Root::open(&work.join("a"), "overlay");
@@ -407,11 +411,7 @@ async fn pull_commit_push_interop_with_umoci_and_skopeo() {
     let again = b.tree_of(new_chain.as_ref()).await;
     assert_same("re-pull by digest", &again, &committed_tree, true, true);
     // And the image unpacks in the original root without any work.
-    let u = a
-        .svc
-        .unpack(&img, UnpackOptions::default())
-        .await
-        .unwrap();
+    let u = a.svc.unpack(&img, UnpackOptions::default()).await.unwrap();
     assert_eq!((u.applied, u.existed), (0, 4));
     eprintln!("e2e interop took {:?}", t0.elapsed());
 }

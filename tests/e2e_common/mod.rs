@@ -82,7 +82,7 @@ impl Root {
 
     /// The full tree of committed snapshot `chain` as seen through a view.
     pub async fn tree_of(&self, chain: &str) -> Tree {
-        self.with_view(chain, |p| full_tree(p)).await
+        self.with_view(chain, full_tree).await
     }
 
     /// Deletes every lease (what their expiry does), for the strict GC check.
@@ -176,11 +176,7 @@ pub fn tree_diff_since(
     for (p, ea) in &a.entries {
         match b.entries.get(p) {
             None => out.push(format!("{}: only in left", p.display())),
-            Some(eb) if ea != eb => out.push(format!(
-                "{}: {}",
-                p.display(),
-                describe_diff(ea, eb)
-            )),
+            Some(eb) if ea != eb => out.push(format!("{}: {}", p.display(), describe_diff(ea, eb))),
             _ => {}
         }
     }
@@ -198,7 +194,7 @@ pub fn tree_diff_since(
         for (p, ta) in &a.dir_mtimes {
             if let Some(tb) = b.dir_mtimes.get(p)
                 && t(ta) != t(tb)
-                && !applied_after.is_some_and(|since| ta.0 >= since)
+                && applied_after.is_none_or(|since| ta.0 < since)
             {
                 out.push(format!("{}/: mtime {ta:?} != {tb:?}", p.display()));
             }
@@ -258,16 +254,17 @@ const GC_REF_CONTENT: &str = "containerd.io/gc.ref.content";
 pub async fn orphans(r: &Root, leases: bool) -> (Vec<String>, Reach) {
     let mut problems = Vec::new();
     let mut reach = Reach::default();
-    let snaps: BTreeMap<String, strata::snapshot::Info> = r
-        .sn
-        .walk(&[])
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|i| (i.name.clone(), i))
-        .collect();
+    let snaps: BTreeMap<String, strata::snapshot::Info> =
+        r.sn.walk(&[])
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| (i.name.clone(), i))
+            .collect();
     let mut content_stack: Vec<(String, Option<String>)> = Vec::new();
-    let mut snap_stack: Vec<String> = Vec::new();
+    // (key, whether it must exist): a lease may name a snapshot key that its flow has
+    // since committed or removed (containerd ignores those too).
+    let mut snap_stack: Vec<(String, bool)> = Vec::new();
     for (_, img) in r.images.all_images().await.unwrap() {
         content_stack.push((
             img.target.digest().to_string(),
@@ -283,18 +280,18 @@ pub async fn orphans(r: &Root, leases: bool) -> (Vec<String>, Reach) {
                         reach.ingests.insert(res.id);
                     }
                     "images" => {}
-                    k if k == format!("snapshots/{}", r.sn_name) => snap_stack.push(res.id),
+                    k if k == format!("snapshots/{}", r.sn_name) => {
+                        snap_stack.push((res.id, false))
+                    }
                     k => problems.push(format!("lease {} holds unknown kind {k}", l.id)),
                 }
             }
         }
     }
     for (k, i) in &snaps {
-        if i.kind != Kind::Committed
-            && !k.starts_with("extract-")
-            && !k.starts_with("commit-view-")
+        if i.kind != Kind::Committed && !k.starts_with("extract-") && !k.starts_with("commit-view-")
         {
-            snap_stack.push(k.clone());
+            snap_stack.push((k.clone(), true));
         }
     }
     while let Some((d, media_type)) = content_stack.pop() {
@@ -316,10 +313,8 @@ pub async fn orphans(r: &Root, leases: bool) -> (Vec<String>, Reach) {
             if k.starts_with(GC_REF_CONTENT) {
                 content_stack.push((v.clone(), Some(String::new())));
             }
-            if let Some(sn) = k.strip_prefix("containerd.io/gc.ref.snapshot.") {
-                if sn == r.sn_name {
-                    snap_stack.push(v.clone());
-                }
+            if k.strip_prefix("containerd.io/gc.ref.snapshot.") == Some(r.sn_name.as_str()) {
+                snap_stack.push((v.clone(), true));
             }
         }
         let Some(mt) = media_type else { continue };
@@ -352,7 +347,7 @@ pub async fn orphans(r: &Root, leases: bool) -> (Vec<String>, Reach) {
             }
         }
     }
-    while let Some(k) = snap_stack.pop() {
+    while let Some((k, must)) = snap_stack.pop() {
         if reach.snapshots.contains(&k) {
             continue;
         }
@@ -360,10 +355,11 @@ pub async fn orphans(r: &Root, leases: bool) -> (Vec<String>, Reach) {
             Some(i) => {
                 reach.snapshots.insert(k.clone());
                 if !i.parent.is_empty() {
-                    snap_stack.push(i.parent.clone());
+                    snap_stack.push((i.parent.clone(), true));
                 }
             }
-            None => problems.push(format!("referenced snapshot {k} is missing")),
+            None if must => problems.push(format!("referenced snapshot {k} is missing")),
+            None => {}
         }
     }
     for info in r.content.walk(&[]).await.unwrap() {
