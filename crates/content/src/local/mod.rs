@@ -22,6 +22,12 @@
 //! Readers only see blobs through the database records, which exist only after the
 //! bytes are complete, verified and in place: partial data is never visible.
 //!
+//! Buffering: a writer hashes every `write` at once but writes the bytes to the data file
+//! in 4 MiB chunks (pipelined with the caller). The status another process (or another
+//! handle) reads from disk therefore lags by at most one chunk until `close`/`commit`;
+//! after a crash the ingest resumes at the data file's size, with the digest recomputed
+//! from the file, so what is kept is always consistent.
+//!
 //! Sharing policy (containerd's default "shared"): a writer opened in one namespace with
 //! an expected digest whose bytes another namespace committed starts at
 //! `offset == total == size`; committing it just adds this namespace's record. Writing

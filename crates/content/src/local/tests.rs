@@ -181,3 +181,41 @@ async fn walk_filters_and_update_fieldpaths() {
             .is_invalid_argument()
     );
 }
+
+/// Writers must work from any async context, including `Handle::block_on` inside
+/// `spawn_blocking` (as a tar stream on a blocking thread would use them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_writes_from_a_blocking_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = LocalStore::open(dir.path()).unwrap();
+    let data = vec![3u8; 3 << 20];
+    let d = sha256(&data);
+    let s2 = s.clone();
+    let data2 = data.clone();
+    tokio::task::spawn_blocking(move || {
+        let h = tokio::runtime::Handle::current();
+        h.block_on(async {
+            let mut w = s2.writer(WriterOpts::new("b")).await.unwrap();
+            w.write(&data2).await.unwrap();
+            w.commit(0, None, Labels::new()).await.unwrap();
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.info(&d).await.unwrap().size, data.len() as u64);
+}
+
+#[test]
+fn large_writes_on_a_current_thread_runtime() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalStore::open(dir.path()).unwrap();
+        let data = vec![5u8; 3 << 20];
+        let d = put(&s, "c", &data).await;
+        assert_eq!(s.info(&d).await.unwrap().size, data.len() as u64);
+    });
+}
