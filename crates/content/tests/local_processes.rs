@@ -18,7 +18,7 @@ use strata_content::{
 };
 
 const MIB: usize = 1 << 20;
-const BIG: usize = 96 * MIB;
+const BIG: usize = 64 * MIB;
 
 /// Deterministic bytes: the 8-byte word at position `p` is a hash of `p / 8` and `seed`.
 fn fill(buf: &mut [u8], start: usize, seed: u64) {
@@ -355,11 +355,11 @@ async fn child_process_entry() {
                 fill(&mut buf, i * MIB, seed);
                 h.update(&buf);
                 w.write(&buf).await.unwrap();
-                if i + 1 == 32 {
+                if i + 1 == 24 {
                     println!("CHILD half {}", (i + 1) * MIB);
                 }
-                if i + 1 >= 32 {
-                    if i + 1 >= 40 {
+                if i + 1 >= 24 {
+                    if i + 1 >= 28 {
                         println!("CHILD at {}", (i + 1) * MIB);
                     }
                     std::io::stdout().flush().unwrap();
