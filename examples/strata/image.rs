@@ -18,7 +18,9 @@ use strata_image::platforms::{self, Platform};
 use strata_image::reference::Reference;
 use strata_image::remote::RegistryOptions;
 use strata_image::service::{
-    FetchOptions, ImageService, PlatformSelection, Progress, ProgressFn, ProgressState, PushOptions,
+    CommitOptions, ConfigChanges, FetchOptions, ImageService, LayerState, PlatformSelection,
+    Progress, ProgressFn, ProgressState, PullOptions, PushOptions, UnpackEvent, UnpackOptions,
+    UnpackProgressFn,
 };
 use strata_image::store::ImageStore;
 
@@ -37,9 +39,15 @@ pub enum Cmd {
         /// Fetch every platform of a multi-platform image.
         #[arg(long)]
         all_platforms: bool,
-        /// Do not unpack into a snapshot (the only behaviour until unpack lands).
+        /// Fetch only; do not unpack into snapshots.
         #[arg(long)]
         no_unpack: bool,
+        /// Fetch every layer blob even when its snapshot already exists.
+        #[arg(long)]
+        fetch_all: bool,
+        /// Let GC reclaim the compressed layer blobs once unpacked.
+        #[arg(long)]
+        discard_layers: bool,
         /// Concurrent blob downloads.
         #[arg(long, default_value_t = 3)]
         max_concurrent_downloads: usize,
@@ -51,6 +59,40 @@ pub enum Cmd {
         mirror: Vec<String>,
         /// The reference, e.g. `127.0.0.1:5000/debian:multi` or `busybox`.
         reference: String,
+    },
+    /// Unpack an image into snapshots named by ChainID.
+    Unpack {
+        /// The image.
+        reference: String,
+        /// Let GC reclaim the compressed layer blobs once unpacked.
+        #[arg(long)]
+        discard_layers: bool,
+    },
+    /// Commit the active snapshot KEY (a container) as image NEW_REF.
+    Commit {
+        /// The container's active snapshot.
+        key: String,
+        /// The new image's name.
+        new_ref: String,
+        /// The author (history and config).
+        #[arg(long)]
+        author: Option<String>,
+        /// The history comment.
+        #[arg(long, short)]
+        message: Option<String>,
+        /// Layer compression: gzip, zstd or none.
+        #[arg(long, default_value = "gzip")]
+        compression: String,
+        /// Config change, Dockerfile style: `CMD …`, `ENTRYPOINT …`, `ENV K=V`, `WORKDIR d`,
+        /// `LABEL k=v`, `EXPOSE 80/tcp`, `USER u` (repeatable).
+        #[arg(long = "change")]
+        changes: Vec<String>,
+        /// The image the container came from [default: the snapshot's strata.io/image label].
+        #[arg(long)]
+        base: Option<String>,
+        /// Fail when the container has no changes.
+        #[arg(long)]
+        refuse_empty: bool,
     },
     /// Push a local image to a registry.
     Push {
@@ -121,13 +163,40 @@ struct Stores {
 }
 
 fn open(g: &Global) -> Res<Stores> {
-    let content = Arc::new(LocalStore::open(g.content_root())?.namespace(&g.namespace));
-    let images = Arc::new(ImageStore::open(g.root().join("metadata.db"))?.namespace(&g.namespace));
-    let svc = ImageService::new(content.clone() as Arc<dyn Store>, images.clone());
+    let st = g.state()?;
     Ok(Stores {
-        content,
-        images,
-        svc,
+        content: Arc::new(st.content),
+        images: Arc::new(st.images),
+        svc: st.svc,
+    })
+}
+
+/// Unpacks image `reference` (if needed) with `g`'s snapshotter; returns the image's
+/// name and its top ChainID (empty for an image without layers).
+pub async fn unpacked_top(g: &Global, reference: &str) -> Res<(String, String)> {
+    let st = open(g)?;
+    let image = find(&st.images, reference).await?;
+    let u = st.svc.unpack(&image, UnpackOptions::default()).await?;
+    Ok((
+        image.name,
+        u.top().map(|d| d.to_string()).unwrap_or_default(),
+    ))
+}
+
+/// Prints unpack progress, one line per layer.
+fn unpack_progress() -> UnpackProgressFn {
+    Arc::new(|e: &UnpackEvent| {
+        let what = match e.state {
+            LayerState::Applying => return,
+            LayerState::Applied => "unpacked",
+            LayerState::Exists => "exists",
+        };
+        let short = |d: &strata_content::Digest| d.digest().chars().take(12).collect::<String>();
+        eprintln!(
+            "layer    {} {what:10} snapshot {}",
+            short(e.layer.digest()),
+            short(&e.chain_id)
+        );
     })
 }
 
@@ -244,7 +313,9 @@ pub async fn run(g: &Global, cmd: Cmd) -> Res {
             plain_http,
             platform,
             all_platforms,
-            no_unpack: _,
+            no_unpack,
+            fetch_all,
+            discard_layers,
             max_concurrent_downloads,
             user,
             mirror,
@@ -265,12 +336,116 @@ pub async fn run(g: &Global, cmd: Cmd) -> Res {
                 ..Default::default()
             };
             let t = Instant::now();
-            let image = st.svc.fetch(&reference, opts).await?;
+            let p = st
+                .svc
+                .pull(
+                    &reference,
+                    PullOptions {
+                        fetch: opts,
+                        no_unpack,
+                        fetch_all,
+                        discard_layers,
+                        unpack_progress: Some(unpack_progress()),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            match p.chain_ids.last() {
+                Some(top) => println!(
+                    "{} {} ({:.2}s; {} layers unpacked, {} existed; snapshot {top})",
+                    p.image.name,
+                    p.image.target.digest(),
+                    t.elapsed().as_secs_f64(),
+                    p.applied,
+                    p.existed
+                ),
+                None => println!(
+                    "{} {} ({:.2}s; not unpacked)",
+                    p.image.name,
+                    p.image.target.digest(),
+                    t.elapsed().as_secs_f64()
+                ),
+            }
+        }
+        Cmd::Unpack {
+            reference,
+            discard_layers,
+        } => {
+            let image = find(&st.images, &reference).await?;
+            let t = Instant::now();
+            let u = st
+                .svc
+                .unpack(
+                    &image,
+                    UnpackOptions {
+                        discard_layers,
+                        progress: Some(unpack_progress()),
+                        ..Default::default()
+                    },
+                )
+                .await?;
             println!(
-                "{} {} ({:.2}s; not unpacked)",
+                "{} {} layers unpacked, {} existed ({:.2}s); snapshot {}",
                 image.name,
-                image.target.digest(),
-                t.elapsed().as_secs_f64()
+                u.applied,
+                u.existed,
+                t.elapsed().as_secs_f64(),
+                u.top().map(|d| d.to_string()).unwrap_or_default()
+            );
+        }
+        Cmd::Commit {
+            key,
+            new_ref,
+            author,
+            message,
+            compression,
+            changes,
+            base,
+            refuse_empty,
+        } => {
+            let mut config = ConfigChanges::default();
+            for c in &changes {
+                config.apply_instruction(c)?;
+            }
+            let base_image = match base {
+                Some(b) => Some(find(&st.images, &b).await?.name),
+                None => None,
+            };
+            let t = Instant::now();
+            let c = st
+                .svc
+                .commit(
+                    &key,
+                    &new_ref,
+                    CommitOptions {
+                        base_image,
+                        author,
+                        message,
+                        compression: compression.parse()?,
+                        changes: config,
+                        refuse_empty,
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            match &c.layer {
+                Some(l) => eprintln!(
+                    "layer    {} {} bytes, DiffID {}",
+                    l.digest(),
+                    l.size(),
+                    c.diff_id
+                        .as_ref()
+                        .map(|d| d.to_string())
+                        .unwrap_or_default()
+                ),
+                None => eprintln!("layer    (empty diff: no new layer)"),
+            }
+            println!(
+                "{} {} ({:.2}s; snapshot {})",
+                c.image.name,
+                c.image.target.digest(),
+                t.elapsed().as_secs_f64(),
+                c.chain_id.map(|d| d.to_string()).unwrap_or_default()
             );
         }
         Cmd::Push {

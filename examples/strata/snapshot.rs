@@ -18,7 +18,12 @@ pub enum Cmd {
         /// The new snapshot's key.
         key: String,
         /// The committed parent (none: an empty snapshot).
+        #[arg(conflicts_with = "from_image")]
         parent: Option<String>,
+        /// Make a container snapshot on this image's top ChainID (unpacking it first if
+        /// needed); the image is remembered in the `strata.io/image` label for commit.
+        #[arg(long, value_name = "REF")]
+        from_image: Option<String>,
         /// Labels (`k=v`, repeatable).
         #[arg(long = "label", value_name = "K=V")]
         labels: Vec<String>,
@@ -128,25 +133,33 @@ pub async fn run(g: &Global, cmd: Cmd) -> Result<(), Box<dyn std::error::Error>>
         return Ok(());
     }
     let (_, sn) = open_snapshotter(g)?;
-    let res = run_with(sn.as_ref(), cmd).await;
+    let res = run_with(g, sn.as_ref(), cmd).await;
     sn.close().await?;
     res
 }
 
-async fn run_with(sn: &dyn Snapshotter, cmd: Cmd) -> Result<(), Box<dyn std::error::Error>> {
+async fn run_with(
+    g: &Global,
+    sn: &dyn Snapshotter,
+    cmd: Cmd,
+) -> Result<(), Box<dyn std::error::Error>> {
     match cmd {
         Cmd::Prepare {
             key,
             parent,
+            from_image,
             labels,
         } => {
-            let m = sn
-                .prepare(
-                    &key,
-                    parent.as_deref().unwrap_or(""),
-                    parse_labels(&labels)?,
-                )
-                .await?;
+            let mut labels = parse_labels(&labels)?;
+            let parent = match from_image {
+                Some(r) => {
+                    let (image, top) = crate::image::unpacked_top(g, &r).await?;
+                    labels.insert(strata::image::service::IMAGE_LABEL.into(), image);
+                    top
+                }
+                None => parent.unwrap_or_default(),
+            };
+            let m = sn.prepare(&key, &parent, labels).await?;
             print_json(serde_json::to_value(&m)?)?;
         }
         Cmd::View {
