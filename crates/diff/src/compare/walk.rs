@@ -26,7 +26,7 @@ pub fn changes(
     walk(lower, upper, Path::new(""), f, &mut |_| Ok(()))
 }
 
-/// Like [`changes`], and also calls `unchanged` with every unchanged regular file that has
+/// Like [`changes`], and also calls `unchanged` with every unchanged non-directory that has
 /// other hard links (so a writer can link new paths to it, see
 /// [`ChangeWriter::unchanged`](super::ChangeWriter::unchanged)).
 ///

@@ -118,7 +118,7 @@ impl<W: Write> ChangeWriter<W> {
         }
     }
 
-    /// Notes an unchanged regular file with several links (from
+    /// Notes an unchanged non-directory with several links (from
     /// [`changes_with_links`](super::walk::changes_with_links)). If its inode was already
     /// written in this layer, the path is re-linked to it now; otherwise it is re-linked
     /// (after its parents) right after the first new link to the inode is written.
@@ -184,22 +184,23 @@ impl<W: Write> ChangeWriter<W> {
             self.dirs.insert(rel.to_path_buf());
             return self.write(h, &name, None, &xattrs, io::empty());
         }
+        if md.nlink() > 1 {
+            let key = (md.dev(), md.ino());
+            if let Some(first) = self.inodes.get(&key) {
+                h.set_entry_type(EntryType::Link);
+                let link = first.as_os_str().as_bytes().to_vec();
+                return self.write(h, &name, Some(&link), &[], io::empty());
+            }
+            self.inodes.insert(key, rel.to_path_buf());
+        }
         if ft.is_symlink() {
             h.set_entry_type(EntryType::Symlink);
             let t = fs::read_link(full).map_err(|e| io_err("readlink", full, e))?;
             let link = t.as_os_str().as_bytes().to_vec();
-            return self.write(h, &name, Some(&link), &xattrs, io::empty());
+            self.write(h, &name, Some(&link), &xattrs, io::empty())?;
+            return self.relink_kept(md);
         }
         if ft.is_file() {
-            if md.nlink() > 1 {
-                let key = (md.dev(), md.ino());
-                if let Some(first) = self.inodes.get(&key) {
-                    h.set_entry_type(EntryType::Link);
-                    let link = first.as_os_str().as_bytes().to_vec();
-                    return self.write(h, &name, Some(&link), &[], io::empty());
-                }
-                self.inodes.insert(key, rel.to_path_buf());
-            }
             h.set_entry_type(EntryType::Regular);
             h.set_size(md.len());
             let f = fs::File::open(full).map_err(|e| io_err("open", full, e))?;
@@ -216,20 +217,7 @@ impl<W: Write> ChangeWriter<W> {
                     md.len()
                 )));
             }
-            if md.nlink() > 1
-                && let Some(others) = self.kept.remove(&(md.dev(), md.ino()))
-            {
-                for o in others {
-                    if let Some(parent) = o.parent() {
-                        self.include_parents(parent)?;
-                    }
-                    let ofull = self.upper.join(&o);
-                    let omd =
-                        fs::symlink_metadata(&ofull).map_err(|e| io_err("lstat", &ofull, e))?;
-                    self.entry(&o, &ofull, &omd)?;
-                }
-            }
-            return Ok(());
+            return self.relink_kept(md);
         }
         let (et, dev) = if ft.is_char_device() {
             (EntryType::Char, true)
@@ -246,7 +234,28 @@ impl<W: Write> ChangeWriter<W> {
             h.set_device_minor(rustix::fs::minor(rdev))
                 .map_err(|e| io_err("device of", full, e))?;
         }
-        self.write(h, &name, None, &xattrs, io::empty())
+        self.write(h, &name, None, &xattrs, io::empty())?;
+        self.relink_kept(md)
+    }
+
+    /// After the first entry of a multiply-linked inode, re-emits the unchanged paths that
+    /// share it as links to that entry.
+    fn relink_kept(&mut self, md: &Metadata) -> Result<()> {
+        if md.nlink() <= 1 {
+            return Ok(());
+        }
+        let Some(others) = self.kept.remove(&(md.dev(), md.ino())) else {
+            return Ok(());
+        };
+        for o in others {
+            if let Some(parent) = o.parent() {
+                self.include_parents(parent)?;
+            }
+            let ofull = self.upper.join(&o);
+            let omd = fs::symlink_metadata(&ofull).map_err(|e| io_err("lstat", &ofull, e))?;
+            self.entry(&o, &ofull, &omd)?;
+        }
+        Ok(())
     }
 
     fn write(
