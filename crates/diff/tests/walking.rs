@@ -178,7 +178,7 @@ fn change(r: &Path) {
 
 async fn read_layer(s: &LocalStore, desc: &Descriptor) -> Vec<u8> {
     let blob = helpers::read_blob(s, desc).await.unwrap();
-    let c = Compression::from_media_type(&desc.media_type().to_string()).unwrap();
+    let c = Compression::from_media_type(desc.media_type().as_ref()).unwrap();
     let mut out = Vec::new();
     strata_diff::compression::decoder(&blob[..], c)
         .unwrap()
