@@ -21,7 +21,7 @@ mod registry_common;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use e2e_common::*;
@@ -264,6 +264,8 @@ struct StallProxy {
     addr: String,
     armed: Arc<AtomicBool>,
     stalled: Arc<AtomicBool>,
+    /// Response bytes forwarded, all connections.
+    served: Arc<AtomicU64>,
 }
 
 impl StallProxy {
@@ -272,10 +274,11 @@ impl StallProxy {
         let addr = l.local_addr().unwrap().to_string();
         let armed = Arc::new(AtomicBool::new(false));
         let stalled = Arc::new(AtomicBool::new(false));
-        let (a2, s2) = (armed.clone(), stalled.clone());
+        let served = Arc::new(AtomicU64::new(0));
+        let (a2, s2, v2) = (armed.clone(), stalled.clone(), served.clone());
         tokio::spawn(async move {
             while let Ok((c, _)) = l.accept().await {
-                let (a, s, up) = (a2.clone(), s2.clone(), upstream.clone());
+                let (a, s, v, up) = (a2.clone(), s2.clone(), v2.clone(), upstream.clone());
                 tokio::spawn(async move {
                     let Ok(u) = TcpStream::connect(&up).await else {
                         return;
@@ -302,6 +305,7 @@ impl StallProxy {
                             break;
                         }
                         sent += n as u64;
+                        v.fetch_add(n as u64, Ordering::SeqCst);
                     }
                     let _ = cw.shutdown().await;
                     up_task.abort();
@@ -312,6 +316,7 @@ impl StallProxy {
             addr,
             armed,
             stalled,
+            served,
         }
     }
 }
@@ -358,6 +363,8 @@ struct Fixture {
     /// The image's reference through the proxy.
     remote: String,
     manifest: Digest,
+    /// Total size of the image's layer blobs.
+    bytes: u64,
     chains: Vec<Digest>,
     /// The image's tree, from a clean pull.
     tree: Tree,
@@ -376,6 +383,7 @@ async fn fixture() -> Option<Fixture> {
     let src = Root::open(&work.path().join("src"), "native");
     let layers = test_layers();
     let diff_ids: Vec<Digest> = layers.iter().map(|l| l.diff_id.clone()).collect();
+    let bytes = layers.iter().map(|l| l.bytes.len() as u64).sum();
     let mut b = ImageBuilder::new();
     for l in layers {
         b = b.layer(l);
@@ -407,6 +415,7 @@ async fn fixture() -> Option<Fixture> {
         proxy,
         remote,
         manifest: img.target.digest().clone(),
+        bytes,
         chains,
         tree,
         work,
@@ -497,7 +506,17 @@ async fn pull_crash_case(f: &Fixture, case: &str, at: KillAt, arm: bool) -> bool
         );
     }
     let r = Root::open(&root, sn_of(&root));
+    f.proxy.served.store(0, Ordering::SeqCst);
     let p = r.svc.pull(&f.remote, pull_opts()).await.unwrap();
+    if arm {
+        // The re-pull resumed the killed ingest rather than starting over.
+        let served = f.proxy.served.load(Ordering::SeqCst);
+        assert!(
+            served + partial <= f.bytes + (64 << 10),
+            "{case}: re-pull fetched {served} bytes with {partial} on disk of {}",
+            f.bytes
+        );
+    }
     assert_eq!(p.image.target.digest(), &f.manifest, "{case}");
     assert_eq!(p.chain_ids, f.chains, "{case}");
     assert_clean_after_gc(&r, case).await;
