@@ -432,6 +432,15 @@ async fn fixture() -> Option<Fixture> {
 async fn assert_clean_after_gc(r: &Root, what: &str) {
     r.collector().collect().await.unwrap();
     let (problems, _) = orphans(r, true).await;
+    // KNOWN BUG (see known_bug_commit_writes_config_and_manifest_outside_its_lease):
+    // a commit killed while writing its config or manifest leaves a `build-…` ingest
+    // that no lease holds. Reported here, asserted by that test.
+    let (known, problems): (Vec<String>, Vec<String>) = problems
+        .into_iter()
+        .partition(|p| p.starts_with("orphan ingest build-"));
+    if !known.is_empty() {
+        eprintln!("{what}: KNOWN BUG, unleased commit ingests: {known:?}");
+    }
     assert!(
         problems.is_empty(),
         "{what}: after GC (leases as roots):\n{}",
@@ -879,5 +888,153 @@ async fn orphan_walk_finds_planted_orphans() {
     assert!(
         p.iter().any(|p| p.starts_with("referenced snapshot")),
         "{p:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// KNOWN BUG (reported to the lead; fails until fixed in crates/image/src/service/commit.rs):
+// commit writes the new config and manifest (through `build::put`, ingest refs
+// `build-<digest>`) without adding those ingests to its lease, unlike the layer ingest
+// (`commit-<nanos>`, held) and every write of fetch/pull. A kill -9 while one of them is
+// being written leaves an ingest that nothing holds; GC keeps it as a root for
+// INGEST_EXPIRY (24 h). `kill_commit_after_snapshot_before_image_record` hits this now
+// and then; this test shows it deterministically by checking, at the moment each writer
+// is opened, whether some lease holds its ref.
+
+/// A content store that records, for every writer opened, whether a lease held the
+/// ingest ref at that moment.
+struct LeaseSpy {
+    inner: strata::content::local::LocalStore,
+    leases: Arc<strata::image::leases::LeaseManager>,
+    seen: Arc<std::sync::Mutex<Vec<(String, bool)>>>,
+}
+
+#[async_trait::async_trait]
+impl strata::content::Provider for LeaseSpy {
+    async fn reader_at(
+        &self,
+        desc: &strata::content::Descriptor,
+    ) -> strata::content::Result<Arc<dyn strata::content::ReaderAt>> {
+        self.inner.reader_at(desc).await
+    }
+    async fn reader(
+        &self,
+        desc: &strata::content::Descriptor,
+    ) -> strata::content::Result<Box<dyn tokio::io::AsyncRead + Send + Unpin>> {
+        self.inner.reader(desc).await
+    }
+}
+
+#[async_trait::async_trait]
+impl strata::content::Ingester for LeaseSpy {
+    async fn writer(
+        &self,
+        opts: strata::content::WriterOpts,
+    ) -> strata::content::Result<Box<dyn strata::content::Writer>> {
+        let want = strata::image::leases::Resource::ingest(opts.reference.clone());
+        let mut held = false;
+        for l in self.leases.list(&[] as &[String]).await? {
+            held |= self.leases.list_resources(&l.id).await?.contains(&want);
+        }
+        self.seen
+            .lock()
+            .unwrap()
+            .push((opts.reference.clone(), held));
+        self.inner.writer(opts).await
+    }
+}
+
+#[async_trait::async_trait]
+impl strata::content::Manager for LeaseSpy {
+    async fn info(&self, d: &Digest) -> strata::content::Result<strata::content::Info> {
+        self.inner.info(d).await
+    }
+    async fn update(
+        &self,
+        info: strata::content::Info,
+        fieldpaths: &[String],
+    ) -> strata::content::Result<strata::content::Info> {
+        self.inner.update(info, fieldpaths).await
+    }
+    async fn walk(
+        &self,
+        filters: &[String],
+    ) -> strata::content::Result<Vec<strata::content::Info>> {
+        self.inner.walk(filters).await
+    }
+    async fn delete(&self, d: &Digest) -> strata::content::Result<()> {
+        self.inner.delete(d).await
+    }
+}
+
+#[async_trait::async_trait]
+impl strata::content::IngestManager for LeaseSpy {
+    async fn status(&self, reference: &str) -> strata::content::Result<strata::content::Status> {
+        self.inner.status(reference).await
+    }
+    async fn list_statuses(
+        &self,
+        filters: &[String],
+    ) -> strata::content::Result<Vec<strata::content::Status>> {
+        self.inner.list_statuses(filters).await
+    }
+    async fn abort(&self, reference: &str) -> strata::content::Result<()> {
+        self.inner.abort(reference).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn known_bug_commit_writes_config_and_manifest_outside_its_lease() {
+    if !is_root() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let r = Root::open(work.path(), SN);
+    let mut l = LayerBuilder::new();
+    l.file("a", 0o644, b"a").unwrap();
+    let img = ImageBuilder::new()
+        .layer(l.finish_gzip().unwrap())
+        .write(&r.content, &r.images, "base:1")
+        .await
+        .unwrap();
+    let u = r.svc.unpack(&img, UnpackOptions::default()).await.unwrap();
+    let mut labels = Labels::new();
+    labels.insert(IMAGE_LABEL.into(), img.name.clone());
+    let mounts =
+        r.sn.prepare("ctr", u.top().unwrap().as_ref(), labels)
+            .await
+            .unwrap();
+    tokio::task::spawn_blocking(move || {
+        with_temp_mount(&mounts, |root| {
+            std::fs::write(root.join("b"), b"b").unwrap()
+        })
+        .unwrap()
+    })
+    .await
+    .unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let spy = LeaseSpy {
+        inner: r.content.clone(),
+        leases: r.leases.clone(),
+        seen: seen.clone(),
+    };
+    let svc = strata::image::service::ImageService::new(Arc::new(spy), Arc::new(r.images.clone()))
+        .with_snapshotter(SN, r.sn.clone())
+        .with_leases(r.leases.clone());
+    svc.commit("ctr", "new:1", CommitOptions::default())
+        .await
+        .unwrap();
+    let seen = seen.lock().unwrap().clone();
+    // The layer ingest is held (the control) ...
+    assert!(
+        seen.iter()
+            .any(|(r, held)| r.starts_with("commit-") && *held),
+        "{seen:?}"
+    );
+    // ... and so must be every other write of the flow.
+    let unheld: Vec<_> = seen.iter().filter(|(_, held)| !held).collect();
+    assert!(
+        unheld.is_empty(),
+        "commit opened these ingests with no lease holding them: {unheld:?}"
     );
 }
