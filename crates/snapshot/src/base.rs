@@ -132,6 +132,18 @@ impl Base {
         labels: &Labels,
         usage_of: impl Fn(u64) -> Result<Usage>,
     ) -> Result<()> {
+        self.commit_onto(name, key, None, labels, usage_of)
+    }
+
+    /// [`Base::commit`], first giving `key` the parent `parent` when set (rebase).
+    pub fn commit_onto(
+        &self,
+        name: &str,
+        key: &str,
+        parent: Option<&str>,
+        labels: &Labels,
+        usage_of: impl Fn(u64) -> Result<Usage>,
+    ) -> Result<()> {
         let _lock = self.lock(FlockOperation::LockShared)?;
         loop {
             let (id, info, _) = self.ms.read(|tx| tx.get_info(key))?;
@@ -145,6 +157,9 @@ impl Base {
                 match tx.get_info(key) {
                     Ok((now_id, _, _)) if now_id != id => return Ok(false),
                     _ => {}
+                }
+                if let Some(p) = parent {
+                    tx.set_parent(key, p)?;
                 }
                 tx.commit_active(key, name, usage, labels)?;
                 fault_point("commit-before-tx-commit");

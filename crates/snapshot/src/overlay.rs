@@ -309,6 +309,28 @@ impl Snapshotter for OverlaySnapshotter {
         .await
     }
 
+    async fn commit_rebase(
+        &self,
+        name: &str,
+        key: &str,
+        parent: &str,
+        labels: Labels,
+    ) -> Result<()> {
+        let (this, name, key, parent) = (
+            self.clone(),
+            name.to_owned(),
+            key.to_owned(),
+            parent.to_owned(),
+        );
+        blocking(move || {
+            this.base
+                .commit_onto(&name, &key, Some(&parent), &labels, |id| {
+                    du::disk_usage(&this.fs(id))
+                })
+        })
+        .await
+    }
+
     async fn remove(&self, key: &str) -> Result<()> {
         let (this, key) = (self.clone(), key.to_owned());
         blocking(move || this.base.remove(&key, this.opts.async_remove)).await

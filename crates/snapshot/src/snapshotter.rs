@@ -212,6 +212,28 @@ pub trait Snapshotter: Send + Sync {
     ///
     /// # Errors
     /// `NotFound` when it does not exist; `FailedPrecondition` when it has children.
+    /// Commits active `key`, which was prepared with no parent, as `name` on top of the
+    /// committed `parent` (containerd 2.2's *rebase*): layers can then be applied in
+    /// parallel, each into its own parentless snapshot, and committed in order. Only
+    /// backends whose snapshots do not contain their parents' files can do this.
+    ///
+    /// # Errors
+    /// `NotImplemented` by default (native copies its parent, so it cannot);
+    /// otherwise as [`Snapshotter::commit`], plus `InvalidArgument` when `parent` is not
+    /// committed or `key` already has another parent.
+    async fn commit_rebase(
+        &self,
+        name: &str,
+        key: &str,
+        parent: &str,
+        labels: Labels,
+    ) -> Result<()> {
+        let _ = (name, key, parent, labels);
+        Err(Error::not_implemented(
+            "this snapshotter cannot rebase (commit onto a new parent)",
+        ))
+    }
+
     async fn remove(&self, key: &str) -> Result<()>;
 
     /// The infos of the snapshots that match any of `filters` (fields `name`, `parent`,

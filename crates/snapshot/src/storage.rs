@@ -493,6 +493,49 @@ impl Tx<'_> {
         Ok(row.id)
     }
 
+    /// Gives active `key`, prepared without a parent, the committed parent `parent`
+    /// (containerd 2.2's rebase: layers applied in parallel, committed in order).
+    ///
+    /// # Errors
+    /// `NotFound` when `key` or `parent` is missing; `FailedPrecondition` when `key` is not
+    /// active; `InvalidArgument` when `parent` is not committed or `key` already has
+    /// another parent.
+    pub fn set_parent(&self, key: &str, parent: &str) -> Result<()> {
+        let row = self
+            .row(key)?
+            .ok_or_else(|| Error::not_found(format!("active snapshot {key}")))?;
+        if row.kind != Kind::Active {
+            return Err(Error::failed_precondition(format!(
+                "snapshot {key} is not active (it is {})",
+                row.kind
+            )));
+        }
+        let p = self
+            .row(parent)?
+            .ok_or_else(|| Error::not_found(format!("parent snapshot {parent}")))?;
+        if p.kind != Kind::Committed {
+            return Err(Error::invalid_argument(format!(
+                "parent {parent} is not committed"
+            )));
+        }
+        match row.parent_id {
+            Some(id) if id == p.id => return Ok(()),
+            Some(_) => {
+                return Err(Error::invalid_argument(format!(
+                    "snapshot {key} already has a different parent than {parent}"
+                )));
+            }
+            None => {}
+        }
+        self.tx
+            .execute(
+                "UPDATE snapshots SET parent_id = ?1 WHERE id = ?2",
+                params![p.id as i64, row.id as i64],
+            )
+            .map_err(db(format!("rebase snapshot {key} onto {parent}")))?;
+        Ok(())
+    }
+
     /// Removes the record `key`; returns its id and kind.
     ///
     /// # Errors

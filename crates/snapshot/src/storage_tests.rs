@@ -384,3 +384,47 @@ fn ids_are_never_reused_and_survive_reopen() {
     ms.close();
     assert!(ms.read(|tx| tx.ids()).unwrap_err().is_failed_precondition());
 }
+
+/// containerd's `Rebase` case: an active snapshot prepared without a parent takes one at
+/// commit; the chain is then reported through the parent; misuse is typed.
+#[test]
+fn rebase() {
+    let d = populated();
+    d.ms.write(|tx| tx.set_parent("active-1", "committed-2"))
+        .unwrap();
+    // Idempotent with the same parent; another parent is refused.
+    d.ms.write(|tx| tx.set_parent("active-1", "committed-2"))
+        .unwrap();
+    assert_eq!(
+        kind_of(d.ms.write(|tx| tx.set_parent("active-1", "committed-1"))),
+        ErrorKind::InvalidArgument
+    );
+    d.ms.write(|tx| tx.commit_active("active-1", "rebased", Usage::default(), &Labels::new()))
+        .unwrap();
+    let (_, info, _) = d.ms.read(|tx| tx.get_info("rebased")).unwrap();
+    assert_eq!(info.parent, "committed-2");
+    d.ms.write(|tx| tx.create_snapshot(Kind::Active, "on-rebased", "rebased", &Labels::new()))
+        .unwrap();
+    let chain =
+        d.ms.read(|tx| tx.get_snapshot("on-rebased"))
+            .unwrap()
+            .parent_ids;
+    assert_eq!(chain.len(), 3, "rebased, committed-2, committed-1");
+    // A parent that is active, a missing parent or key, a non-active key.
+    assert_eq!(
+        kind_of(d.ms.write(|tx| tx.set_parent("active-3", "active-2"))),
+        ErrorKind::InvalidArgument
+    );
+    assert_eq!(
+        kind_of(d.ms.write(|tx| tx.set_parent("active-3", "nope"))),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        kind_of(d.ms.write(|tx| tx.set_parent("nope", "committed-1"))),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        kind_of(d.ms.write(|tx| tx.set_parent("view-1", "committed-1"))),
+        ErrorKind::FailedPrecondition
+    );
+}
