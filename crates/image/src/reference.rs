@@ -244,9 +244,16 @@ impl Reference {
     }
 
     /// The short form users type: `docker.io/library/x` → `x`, `docker.io/u/x` → `u/x`
-    /// (docker's `FamiliarString`).
+    /// (docker's `FamiliarString`; unlike docker, `docker.io/a.b/x` stays whole so the
+    /// short form always parses back to the same reference).
     pub fn familiar(&self) -> String {
-        let mut name = if self.domain == DEFAULT_DOMAIN {
+        // A path whose first component looks like a domain keeps `docker.io/`, or the
+        // short form would name another registry (`docker.io/a.b/c` is not `a.b/c`).
+        let first_is_domain = self
+            .path
+            .split_once('/')
+            .is_some_and(|(first, _)| is_domain_like(first));
+        let mut name = if self.domain == DEFAULT_DOMAIN && !first_is_domain {
             self.path
                 .strip_prefix(OFFICIAL_REPO_PREFIX)
                 .filter(|rest| !rest.contains('/'))

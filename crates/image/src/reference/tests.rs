@@ -244,9 +244,18 @@ fn familiar_and_defaults() {
         ("docker.io/library/foo/bar", "library/foo/bar"),
         ("localhost:5000/foo:t", "localhost:5000/foo:t"),
         ("ubuntu:22.04", "ubuntu:22.04"),
+        // Found by fuzzing: the short form must not turn a path into a domain.
+        ("docker.io/c.uer.i/u", "docker.io/c.uer.i/u"),
+        ("docker.io/localhost/u", "docker.io/localhost/u"),
     ];
     for (full, fam) in cases {
-        assert_eq!(Reference::parse_normalized(full).unwrap().familiar(), fam);
+        let r = Reference::parse_normalized(full).unwrap();
+        assert_eq!(r.familiar(), fam);
+        assert_eq!(
+            Reference::parse_normalized(fam).unwrap(),
+            r,
+            "{fam} round trips"
+        );
     }
     let r = Reference::parse_normalized("busybox").unwrap();
     assert_eq!(r.object(), "latest");
