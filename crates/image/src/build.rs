@@ -312,6 +312,11 @@ impl ImageBuilder {
     }
 }
 
+/// The ingest ref [`put`] writes `desc` under (for leases to hold).
+pub(crate) fn ingest_ref(desc: &Descriptor) -> String {
+    format!("build-{}", desc.digest())
+}
+
 /// Writes a blob (fine if it exists) and sets `labels` on it.
 pub(crate) async fn put(
     content: &dyn Store,
@@ -321,7 +326,7 @@ pub(crate) async fn put(
 ) -> Result<()> {
     write_blob(
         content,
-        &format!("build-{}", desc.digest()),
+        &ingest_ref(desc),
         bytes,
         desc,
         labels.clone(),

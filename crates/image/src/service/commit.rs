@@ -495,6 +495,7 @@ impl ImageService {
             config_bytes.len() as u64,
             digest::sha256(&config_bytes),
         );
+        hold(Resource::ingest(crate::build::ingest_ref(&config_desc))).await?;
         hold(Resource::content(config_desc.digest().to_string())).await?;
         crate::build::put(
             self.content.as_ref(),
@@ -529,6 +530,7 @@ impl ImageService {
         for (i, l) in layers.iter().enumerate() {
             manifest_labels.insert(format!("{GC_REF_CONTENT}.l.{i}"), l.digest().to_string());
         }
+        hold(Resource::ingest(crate::build::ingest_ref(&manifest_desc))).await?;
         hold(Resource::content(manifest_desc.digest().to_string())).await?;
         crate::build::put(
             self.content.as_ref(),
