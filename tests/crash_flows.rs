@@ -432,15 +432,6 @@ async fn fixture() -> Option<Fixture> {
 async fn assert_clean_after_gc(r: &Root, what: &str) {
     r.collector().collect().await.unwrap();
     let (problems, _) = orphans(r, true).await;
-    // KNOWN BUG (see known_bug_gc_leaves_ingest_dirs_without_records): a kill between
-    // an ingest directory's creation and its record, or between a blob commit's
-    // transaction and the directory's removal, leaves a directory nothing cleans.
-    let (known, problems): (Vec<String>, Vec<String>) = problems
-        .into_iter()
-        .partition(|p| p.contains("ingest directories on disk"));
-    if !known.is_empty() {
-        eprintln!("{what}: KNOWN BUG, ingest dirs without records: {known:?}");
-    }
     assert!(
         problems.is_empty(),
         "{what}: after GC (leases as roots):\n{}",
@@ -453,12 +444,6 @@ async fn assert_clean_after_gc(r: &Root, what: &str) {
         r.collector().world().await.unwrap().plan(
             SystemTime::now() + strata::image::gc::mark::INGEST_EXPIRY + Duration::from_secs(60),
         );
-    let (known, problems): (Vec<String>, Vec<String>) = problems
-        .into_iter()
-        .partition(|p| p.contains("ingest directories on disk"));
-    if !known.is_empty() {
-        eprintln!("{what}: KNOWN BUG after lease expiry: {known:?}");
-    }
     let (waiting, problems): (Vec<String>, Vec<String>) = problems.into_iter().partition(|p| {
         p.starts_with("orphan ingest ")
             && later
@@ -1042,16 +1027,15 @@ async fn commit_holds_every_ingest_it_opens_in_its_lease() {
     );
 }
 
-// KNOWN BUG (reported to the lead; content store / GC): an ingest directory with no
-// database record is never removed. kill -9 leaves one when it lands between
+// Regression (found by these crash tests): an ingest directory with no database record
+// must be removed by GC. kill -9 leaves one when it lands between
 // `writer()` creating `ingest/<key>/` (lock, ref, data) and recording the ingest, or
 // between a blob commit's transaction (row deleted, data renamed into blobs/) and
 // `remove_dir_all` of the directory (`kill_commit_after_snapshot_before_image_record`
-// hits the latter now and then). GC lists ingests from the database only, and nothing
-// else (open, cleanup) sweeps `content/ingest`. This test plants exactly what such a
-// crash leaves and expects GC to remove it.
+// hits the latter now and then). This test plants exactly what such a crash leaves and
+// expects GC to remove it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn known_bug_gc_leaves_ingest_dirs_without_records() {
+async fn gc_removes_ingest_dirs_without_records() {
     if !is_root() {
         return;
     }

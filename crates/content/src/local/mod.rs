@@ -252,6 +252,54 @@ impl LocalStore {
         .await
     }
 
+    /// **Low level, for garbage collection.** Removes ingest directories that no ingest
+    /// record owns: a process killed between creating an ingest's directory and recording
+    /// it, or between a commit and the directory's removal, leaves one. A directory whose
+    /// lock is held (a writer is at work) is skipped; the absence of a record is checked
+    /// again under the lock. Returns how many were removed.
+    ///
+    /// # Errors
+    /// `Io` when `ingest/` cannot be read or a directory cannot be removed; `Internal` on a
+    /// database failure.
+    pub async fn remove_orphan_ingest_dirs(&self) -> Result<usize> {
+        self.blocking(|sh, _| {
+            let recorded = |key: &str| -> Result<bool> {
+                Ok(db::list_ingests(&sh.conn(), None)?
+                    .iter()
+                    .any(|r| r.key == key))
+            };
+            let rd = match std::fs::read_dir(&sh.ingest) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+                Err(e) => return Err(Error::io(format!("read {}", sh.ingest.display()), e)),
+            };
+            let mut removed = 0;
+            for ent in rd {
+                let ent = ent.map_err(|e| Error::io(format!("read {}", sh.ingest.display()), e))?;
+                let Some(key) = ent.file_name().to_str().map(str::to_owned) else {
+                    continue;
+                };
+                if recorded(&key)? {
+                    continue;
+                }
+                let dir = ent.path();
+                let _lock = match lock::try_lock(&dir, &key) {
+                    Ok(l) => l,
+                    Err(e) if e.is_unavailable() => continue,
+                    Err(e) => return Err(e),
+                };
+                if recorded(&key)? {
+                    continue;
+                }
+                std::fs::remove_dir_all(&dir)
+                    .map_err(|e| Error::io(format!("remove orphan ingest {}", dir.display()), e))?;
+                removed += 1;
+            }
+            Ok(removed)
+        })
+        .await
+    }
+
     fn not_found(digest: &Digest) -> Error {
         Error::not_found(format!("content {digest}"))
     }

@@ -182,6 +182,7 @@ impl Collector {
                 }
             }
         }
+        stats.ingests += self.content.remove_orphan_ingest_dirs().await?;
         for (sn_name, key) in plan.snapshots {
             let Some((_, sn)) = self.snapshotters.iter().find(|(n, _)| *n == sn_name) else {
                 continue;
