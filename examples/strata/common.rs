@@ -66,15 +66,29 @@ impl Global {
     pub fn state(&self) -> strata::content::Result<State> {
         use std::sync::Arc;
         let root = self.root();
-        let content = strata::content::local::LocalStore::open(self.content_root())?.namespace(&self.namespace);
-        let images = strata::image::store::ImageStore::open(root.join("metadata.db"))?.namespace(&self.namespace);
-        let leases =
-            Arc::new(strata::image::leases::LeaseManager::open(root.join("metadata.db"))?.namespace(self.namespace.clone()));
+        let content = strata::content::local::LocalStore::open(self.content_root())?
+            .namespace(&self.namespace);
+        let images = strata::image::store::ImageStore::open(root.join("metadata.db"))?
+            .namespace(&self.namespace);
+        let leases = Arc::new(
+            strata::image::leases::LeaseManager::open(root.join("metadata.db"))?
+                .namespace(self.namespace.clone()),
+        );
         let (sn_name, sn) = crate::snapshot::open_snapshotter(self)?;
-        let svc = strata::image::service::ImageService::new(Arc::new(content.clone()), Arc::new(images.clone()))
-            .with_snapshotter(sn_name.clone(), sn.clone())
-            .with_leases(leases.clone());
-        Ok(State { content, images, leases, sn_name, sn, svc })
+        let svc = strata::image::service::ImageService::new(
+            Arc::new(content.clone()),
+            Arc::new(images.clone()),
+        )
+        .with_snapshotter(sn_name.clone(), sn.clone())
+        .with_leases(leases.clone());
+        Ok(State {
+            content,
+            images,
+            leases,
+            sn_name,
+            sn,
+            svc,
+        })
     }
 
     /// A garbage collector over every snapshotter that exists under this root.

@@ -36,7 +36,11 @@ pub enum Cmd {
 pub async fn run(g: &Global, cmd: Cmd) -> Result<(), Box<dyn std::error::Error>> {
     let st = g.state()?;
     match cmd {
-        Cmd::Create { id, expires_in, labels } => {
+        Cmd::Create {
+            id,
+            expires_in,
+            labels,
+        } => {
             let mut opts = LeaseOpts::default();
             if let Some(id) = id {
                 opts = opts.id(id);
@@ -46,7 +50,9 @@ pub async fn run(g: &Global, cmd: Cmd) -> Result<(), Box<dyn std::error::Error>>
             }
             let mut l = strata::content::Labels::new();
             for kv in labels {
-                let (k, v) = kv.split_once('=').ok_or_else(|| format!("label {kv:?} is not k=v"))?;
+                let (k, v) = kv
+                    .split_once('=')
+                    .ok_or_else(|| format!("label {kv:?} is not k=v"))?;
                 l.insert(k.into(), v.into());
             }
             let lease = st.leases.create(opts.labels(l)).await?;
@@ -55,7 +61,11 @@ pub async fn run(g: &Global, cmd: Cmd) -> Result<(), Box<dyn std::error::Error>>
         Cmd::Ls { filters } => {
             for lease in st.leases.list(&filters).await? {
                 let n = st.leases.list_resources(&lease.id).await?.len();
-                let labels: Vec<String> = lease.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let labels: Vec<String> = lease
+                    .labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
                 println!(
                     "{}\t{}\t{n} resources\t{}",
                     lease.id,

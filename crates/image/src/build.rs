@@ -324,14 +324,7 @@ pub(crate) async fn put(
     desc: &Descriptor,
     labels: Labels,
 ) -> Result<()> {
-    write_blob(
-        content,
-        &ingest_ref(desc),
-        bytes,
-        desc,
-        labels.clone(),
-    )
-    .await?;
+    write_blob(content, &ingest_ref(desc), bytes, desc, labels.clone()).await?;
     if !labels.is_empty() {
         let paths: Vec<String> = labels.keys().map(|k| format!("labels.{k}")).collect();
         content
