@@ -894,3 +894,48 @@ fn overlay_apply() {
         assert_eq!(seen, ["etc", "etc/hosts", "etc/new", "opq", "opq/fresh"]);
     }
 }
+
+/// Headers as some writers leave them: numeric fields all NUL (read as 0, as Go's
+/// archive/tar does), and PAX `uid`/`gid` records overriding the header's ids.
+#[test]
+fn blank_numeric_fields_and_pax_ids() {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(EntryType::Regular);
+    h.set_size(2);
+    h.set_mode(0o640);
+    {
+        let old = h.as_old_mut();
+        old.uid = [0; 8];
+        old.gid = [0; 8];
+        old.mtime = [0; 12];
+    }
+    h.set_cksum();
+    b.append_data(&mut h, "blank", &b"hi"[..]).unwrap();
+    b.append_pax_extensions([("uid", &b"3000000"[..]), ("gid", &b"3000001"[..])])
+        .unwrap();
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(EntryType::Regular);
+    h.set_size(1);
+    h.set_mode(0o644);
+    h.set_uid(1);
+    h.set_gid(1);
+    h.set_cksum();
+    b.append_data(&mut h, "big-ids", &b"x"[..]).unwrap();
+    let data = b.into_inner().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    apply_layer(
+        &data[..],
+        Compression::None,
+        dir.path(),
+        &ApplyOptions::default(),
+    )
+    .unwrap();
+    let m = fs::metadata(dir.path().join("blank")).unwrap();
+    assert_eq!(
+        (m.uid(), m.gid(), m.mode() & 0o7777, m.mtime()),
+        (0, 0, 0o640, 0)
+    );
+    let m = fs::metadata(dir.path().join("big-ids")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (3_000_000, 3_000_001));
+}

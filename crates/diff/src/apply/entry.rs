@@ -260,10 +260,18 @@ impl Applier<'_> {
             Error::invalid_argument(format!("invalid archive: {what} of {}: {e}", show(path)))
         };
         let h = entry.header();
-        let mode = h.mode().map_err(|e| bad("mode", e))? & 0o7777;
-        let uid = h.uid().map_err(|e| bad("uid", e))?;
-        let gid = h.gid().map_err(|e| bad("gid", e))?;
-        let mtime_s = h.mtime().map_err(|e| bad("mtime", e))?;
+        // As Go's archive/tar (the reference for layers in the wild): a numeric field
+        // that is all NULs or spaces reads as 0.
+        let blank = |f: &[u8]| f.iter().all(|&b| b == 0 || b == b' ');
+        let num = |r: io::Result<u64>, f: &[u8], what: &str| match r {
+            Err(_) if blank(f) => Ok(0),
+            r => r.map_err(|e| bad(what, e)),
+        };
+        let old = h.as_old();
+        let mode = num(h.mode().map(u64::from), &old.mode, "mode")? as u32 & 0o7777;
+        let uid = num(h.uid(), &old.uid, "uid")?;
+        let gid = num(h.gid(), &old.gid, "gid")?;
+        let mtime_s = num(h.mtime(), &old.mtime, "mtime")?;
         let mut m = Meta {
             mode,
             uid: u32::try_from(uid).map_err(|_| bad("uid", io::ErrorKind::InvalidData.into()))?,
@@ -282,6 +290,17 @@ impl Applier<'_> {
                 let k = ext.key_bytes();
                 if let Some(name) = k.strip_prefix(b"SCHILY.xattr.") {
                     m.xattrs.push((name.to_vec(), ext.value_bytes().to_vec()));
+                } else if k == b"uid" || k == b"gid" {
+                    // PAX ids override the header (ids too large for its octal field).
+                    let v = std::str::from_utf8(ext.value_bytes())
+                        .ok()
+                        .and_then(|v| v.trim().parse::<u32>().ok())
+                        .ok_or_else(|| bad("pax uid/gid", io::ErrorKind::InvalidData.into()))?;
+                    if k == b"uid" {
+                        m.uid = v;
+                    } else {
+                        m.gid = v;
+                    }
                 } else if k == b"mtime" {
                     if let Some(t) = parse_pax_time(ext.value_bytes()) {
                         m.mtime = t;
