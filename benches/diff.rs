@@ -42,7 +42,11 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 fn flate2_free_gzip() -> strata_diff::compression::Encoder<'static, Vec<u8>> {
     strata_diff::compression::encoder(
         Vec::new(),
-        strata_diff::Encoding { compression: Compression::Gzip, level: Some(6), threads: 0 },
+        strata_diff::Encoding {
+            compression: Compression::Gzip,
+            level: Some(6),
+            threads: 0,
+        },
     )
     .unwrap()
 }
@@ -53,7 +57,10 @@ fn bench_apply(c: &mut Criterion) {
     let base = tempfile::tempdir().unwrap();
     let mut g = c.benchmark_group("apply");
     g.sample_size(10);
-    for (name, blob, comp) in [("tar", &plain, Compression::None), ("tar+gzip", &gz, Compression::Gzip)] {
+    for (name, blob, comp) in [
+        ("tar", &plain, Compression::None),
+        ("tar+gzip", &gz, Compression::Gzip),
+    ] {
         g.throughput(Throughput::Bytes(plain.len() as u64));
         g.bench_function(format!("{name}/bytes"), |b| {
             b.iter_batched(
@@ -136,7 +143,8 @@ fn bench_compare(c: &mut Criterion) {
     g.bench_function("overlay-upperdir", |b| {
         b.iter(|| {
             let mut cw = ChangeWriter::new(Sink, &ovl, WriterOptions::default());
-            compare::overlay::changes(&ovl, std::slice::from_ref(&lower), &mut |ch| cw.handle(ch)).unwrap();
+            compare::overlay::changes(&ovl, std::slice::from_ref(&lower), &mut |ch| cw.handle(ch))
+                .unwrap();
             cw.finish().unwrap();
         })
     });

@@ -53,6 +53,10 @@ pub struct DiffOpts {
     pub source_date_epoch: Option<i64>,
     /// Called with the uncompressed bytes written so far.
     pub progress: Option<Progress>,
+    /// Receives the uncompressed tar chunk by chunk as it is produced (bounded: a slow
+    /// receiver slows the diff; a dropped one is ignored), so a caller can apply the new
+    /// layer while it is being compressed and stored (commit does).
+    pub tee: Option<SyncSender<Vec<u8>>>,
 }
 
 /// Applies a layer blob onto mounts (containerd's `diff.Applier`).
@@ -278,6 +282,7 @@ fn produce(
     enc: Encoding,
     wopts: WriterOptions,
     progress: Option<Progress>,
+    tee: Option<SyncSender<Vec<u8>>>,
     out: tokio::sync::mpsc::Sender<Vec<u8>>,
 ) -> Result<(String, u64)> {
     std::thread::scope(|s| {
@@ -297,7 +302,13 @@ fn produce(
             e.finish()?.flush()
         });
         let tx2: SyncSender<Vec<u8>> = tx;
+        let mut tee = tee;
         let send: SendFn<'_> = Box::new(move |v| {
+            if let Some(t) = &tee
+                && t.send(v.clone()).is_err()
+            {
+                tee = None;
+            }
             tx2.send(v)
                 .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "compressor gone"))
         });
@@ -391,7 +402,8 @@ impl Comparer for WalkingDiff {
             source_date_epoch: opts.source_date_epoch,
         };
         let progress = opts.progress.clone();
-        let task = tokio::task::spawn_blocking(move || produce(p, enc, wopts, progress, tx));
+        let tee = opts.tee.clone();
+        let task = tokio::task::spawn_blocking(move || produce(p, enc, wopts, progress, tee, tx));
         let mut size = 0u64;
         let mut write_err = None;
         while let Some(chunk) = rx.recv().await {

@@ -21,10 +21,10 @@ use std::time::SystemTime;
 use serde_json::{Map, Value, json};
 use strata_content::labels::{GC_REF_CONTENT, GC_REF_SNAPSHOT, UNCOMPRESSED};
 use strata_content::{Descriptor, Digest, Error, Labels, MediaType, Result, digest};
-use strata_diff::{Comparer, DiffOpts, WalkingDiff};
+use strata_diff::{ApplyOptions, Comparer, Compression, DiffOpts, WalkingDiff};
+use strata_snapshot::unpack_key;
 
 use super::ImageService;
-use super::unpack::LayerUnpacker;
 use crate::identity::{chain_id, chain_id_step};
 use crate::image::{self as img, Image};
 use crate::leases::{LeaseManager, LeaseOpts, Resource};
@@ -363,7 +363,10 @@ impl ImageService {
             }
         };
 
-        // 1. Diff against the parent.
+        // 1. Diff against the parent. The tar is also applied, as it is produced, into a
+        //    scratch snapshot on the base chain, which step 3 commits under the new
+        //    ChainID: the new image needs no unpack, and applying overlaps compressing.
+        let base_chain = chain_id(&base.diff_ids);
         let upper = sn.mounts(key).await?;
         let view_key = format!("commit-view-{}-{key}", super::nanos());
         let lower = if info.parent.is_empty() {
@@ -372,6 +375,35 @@ impl ImageService {
             hold(Resource::snapshot(&sn_name, view_key.clone())).await?;
             sn.view(&view_key, &info.parent, Labels::new()).await?
         };
+        let scratch = unpack_key(&format!("commit-{}", super::nanos()));
+        hold(Resource::snapshot(&sn_name, scratch.clone())).await?;
+        let base_key = base_chain
+            .as_ref()
+            .map(|c| c.to_string())
+            .unwrap_or_default();
+        let mounts = match sn.prepare(&scratch, &base_key, Labels::new()).await {
+            Ok(m) => m,
+            Err(e) => {
+                if !info.parent.is_empty() {
+                    let _ = sn.remove(&view_key).await;
+                }
+                return Err(e);
+            }
+        };
+        let (tee, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(8);
+        let apply = tokio::task::spawn_blocking(move || {
+            let reader = StdChannelReader {
+                rx,
+                cur: Vec::new(),
+                pos: 0,
+            };
+            strata_diff::walking::apply_to_mounts(
+                reader,
+                Compression::None,
+                &mounts,
+                ApplyOptions::default(),
+            )
+        });
         let differ = WalkingDiff::new(self.content.clone());
         let reference = format!("commit-{}", super::nanos());
         hold(Resource::ingest(reference.clone())).await?;
@@ -382,6 +414,7 @@ impl ImageService {
                 DiffOpts {
                     media_type: Some(opts.compression.media_type().into()),
                     reference: Some(reference),
+                    tee: Some(tee),
                     ..Default::default()
                 },
             )
@@ -389,7 +422,17 @@ impl ImageService {
         if !info.parent.is_empty() {
             let _ = sn.remove(&view_key).await;
         }
-        let layer = diffed?;
+        let applied = apply
+            .await
+            .map_err(|e| Error::internal(format!("apply task failed: {e}")))
+            .and_then(|r| r);
+        let layer = match diffed {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = sn.remove(&scratch).await;
+                return Err(e);
+            }
+        };
         hold(Resource::content(layer.digest().to_string())).await?;
         let blob = self.content.info(layer.digest()).await?;
         let diff_id = blob
@@ -403,6 +446,9 @@ impl ImageService {
             })
             .and_then(|d| digest::parse(d))?;
         let empty = diff_id.as_ref() == EMPTY_LAYER_DIFF_ID;
+        if empty {
+            let _ = sn.remove(&scratch).await;
+        }
         if empty && opts.refuse_empty {
             return Err(Error::failed_precondition(format!(
                 "snapshot {key:?} has no changes"
@@ -463,23 +509,31 @@ impl ImageService {
         }
         opts.changes.apply(cfg.as_object_mut().expect("object"));
 
-        // 3. The new layer as a snapshot on the base chain.
-        let base_chain = chain_id(&base.diff_ids);
+        // 3. The new layer's snapshot: the scratch one, committed as the new ChainID.
         let new_chain = if empty {
             base_chain.clone()
         } else {
             let chain = chain_id_step(base_chain.as_ref(), &diff_id);
-            let u = LayerUnpacker {
-                content: self.content.clone(),
-                sn: sn.clone(),
-                sn_name: sn_name.clone(),
-                locks: self.blob_locks.clone(),
-                lease: lease.clone(),
-                sync_fs: false,
+            let done = match applied {
+                Ok(stats) if stats.diff_id == diff_id => {
+                    hold(Resource::snapshot(&sn_name, chain.to_string())).await?;
+                    match sn.commit(chain.as_ref(), &scratch, Labels::new()).await {
+                        Ok(()) => Ok(()),
+                        // Made meanwhile by someone else: theirs is as good.
+                        Err(e) if e.is_already_exists() => sn.remove(&scratch).await,
+                        Err(e) => Err(e.context(format!("commit snapshot {chain}"))),
+                    }
+                }
+                Ok(stats) => Err(Error::internal(format!(
+                    "the layer applied while diffing has DiffID {}, the stored one {diff_id}",
+                    stats.diff_id
+                ))),
+                Err(e) => Err(e.context("apply the new layer")),
             };
-            let open = u.blob_reader(&layer).await?;
-            u.unpack_layer(base_chain.as_ref(), &chain, &layer, &diff_id, open)
-                .await?;
+            if let Err(e) = done {
+                let _ = sn.remove(&scratch).await;
+                return Err(e);
+            }
             Some(chain)
         };
 
@@ -554,6 +608,31 @@ impl ImageService {
             diff_id: (!empty).then_some(diff_id),
             chain_id: new_chain,
         })
+    }
+}
+
+/// A blocking [`std::io::Read`] over chunks from a channel; EOF when the sender is gone.
+struct StdChannelReader {
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    cur: Vec<u8>,
+    pos: usize,
+}
+
+impl std::io::Read for StdChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.cur.len() {
+            match self.rx.recv() {
+                Ok(c) => {
+                    self.cur = c;
+                    self.pos = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len() - self.pos);
+        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
     }
 }
 
