@@ -80,36 +80,10 @@ pub fn proc_path(dir: &OwnedFd, name: &[u8]) -> OsString {
 /// # Errors
 /// I/O errors other than ENOTSUP (which gives an empty list).
 pub fn lxattrs(path: &std::ffi::OsStr) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
-    let mut names = vec![0u8; 1024];
-    let n = loop {
-        match rustix::fs::llistxattr(path, &mut names[..]) {
-            Ok(n) => break n,
-            Err(Errno::RANGE) => names.resize(names.len() * 4, 0),
-            Err(Errno::NOTSUP) => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
-        }
-    };
-    let mut out = Vec::new();
-    for name in names[..n].split(|b| *b == 0).filter(|n| !n.is_empty()) {
-        let mut val = vec![0u8; 256];
-        loop {
-            match rustix::fs::lgetxattr(path, name, &mut val[..]) {
-                Ok(n) => {
-                    val.truncate(n);
-                    break;
-                }
-                Err(Errno::RANGE) => val.resize(val.len() * 4, 0),
-                Err(Errno::NODATA) => {
-                    val.clear();
-                    break;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        out.push((name.to_vec(), val));
-    }
-    out.sort();
-    Ok(out)
+    read_xattrs(
+        |buf| rustix::fs::llistxattr(path, buf),
+        |name, buf| rustix::fs::lgetxattr(path, name, buf),
+    )
 }
 
 /// All xattrs of an open file: `(name, value)` sorted by name.
@@ -117,9 +91,20 @@ pub fn lxattrs(path: &std::ffi::OsStr) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
 /// # Errors
 /// I/O errors other than ENOTSUP (which gives an empty list).
 pub fn fxattrs(fd: &OwnedFd) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    read_xattrs(
+        |buf| rustix::fs::flistxattr(fd, buf),
+        |name, buf| rustix::fs::fgetxattr(fd, name, buf),
+    )
+}
+
+/// Lists names with `list`, reads each with `get`, growing buffers on ERANGE.
+fn read_xattrs(
+    list: impl Fn(&mut [u8]) -> Result<usize, Errno>,
+    get: impl Fn(&[u8], &mut [u8]) -> Result<usize, Errno>,
+) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let mut names = vec![0u8; 1024];
     let n = loop {
-        match rustix::fs::flistxattr(fd, &mut names[..]) {
+        match list(&mut names[..]) {
             Ok(n) => break n,
             Err(Errno::RANGE) => names.resize(names.len() * 4, 0),
             Err(Errno::NOTSUP) => return Ok(Vec::new()),
@@ -130,7 +115,7 @@ pub fn fxattrs(fd: &OwnedFd) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     for name in names[..n].split(|b| *b == 0).filter(|n| !n.is_empty()) {
         let mut val = vec![0u8; 256];
         loop {
-            match rustix::fs::fgetxattr(fd, name, &mut val[..]) {
+            match get(name, &mut val[..]) {
                 Ok(n) => {
                     val.truncate(n);
                     break;
