@@ -10,7 +10,8 @@
 # Prints median wall seconds, ratios strata/containerd and peak RSS.
 #
 # usage: scripts/bench-pull.sh [RUNS]   env: IMAGES ("debian:minbase debian:multi
-#        debian-zstd:multi"), FS ("root scratch"), REGISTRY_ADDR, PEERS_DATA
+#        debian-zstd:multi"), FS ("root scratch"), SNAPSHOTTERS ("overlay native"),
+#        COMMIT (1: also time the commit), REGISTRY_ADDR, PEERS_DATA
 # needs: ../shared/peers/install.sh, registry.sh start, build-images.sh
 set -euo pipefail
 RUNS=${1:-3}
@@ -20,6 +21,8 @@ REG=${REGISTRY_ADDR:-127.0.0.1:5000}
 DATA=${PEERS_DATA:-/tmp/peers-data}
 IMAGES=${IMAGES:-debian:minbase debian:multi debian-zstd:multi}
 FS=${FS:-root scratch}
+SNAPSHOTTERS=${SNAPSHOTTERS:-overlay native}
+COMMIT=${COMMIT:-1}
 OUT=${OUT:-/tmp/strata-bench-pull}
 mkdir -p "$OUT"
 
@@ -71,7 +74,7 @@ run_fs() { # label dir
   local label=$1 dir=$2
   for img in $IMAGES; do
     local ref="$REG/$img" sn ctdsn
-    for sn in overlay native; do
+    for sn in $SNAPSHOTTERS; do
       ctdsn=$([ $sn = overlay ] && echo overlayfs || echo native)
       local s=() c=() rs=() i out
       for i in $(seq "$RUNS"); do
@@ -97,7 +100,7 @@ run_fs() { # label dir
       *) layout=$DATA/oci/debian ;;
     esac
     tag=${img#*:}
-    if command -v umoci >/dev/null && [ -d "$layout" ] && [ "${img%%:*}" = debian ]; then
+    if [ "$COMMIT" = 1 ] && command -v umoci >/dev/null && [ -d "$layout" ] && [ "${img%%:*}" = debian ]; then
       for i in $(seq "$RUNS"); do
         rm -rf "$dir/umoci"
         out=$(timed umoci unpack --image "$layout:$tag" "$dir/umoci")
@@ -109,7 +112,7 @@ run_fs() { # label dir
     fi
   done
   # commit: the 2,000-file change on debian:multi, gzip, overlay
-  if [[ " $IMAGES " == *" debian:multi "* ]]; then
+  if [ "$COMMIT" = 1 ] && [[ " $IMAGES " == *" debian:multi "* ]]; then
     local cm=() out
     for i in $(seq "$RUNS"); do
       strata_clean "$dir/strata"
