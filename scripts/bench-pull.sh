@@ -11,7 +11,7 @@
 #
 # usage: scripts/bench-pull.sh [RUNS]   env: IMAGES ("debian:minbase debian:multi
 #        debian-zstd:multi"), FS ("root scratch"), SNAPSHOTTERS ("overlay native"),
-#        COMMIT (1: also time the commit), REGISTRY_ADDR, PEERS_DATA
+#        EXTRAS (1: also umoci unpack and the commit), REGISTRY_ADDR, PEERS_DATA
 # needs: ../shared/peers/install.sh, registry.sh start, build-images.sh
 set -euo pipefail
 RUNS=${1:-3}
@@ -22,7 +22,7 @@ DATA=${PEERS_DATA:-/tmp/peers-data}
 IMAGES=${IMAGES:-debian:minbase debian:multi debian-zstd:multi}
 FS=${FS:-root scratch}
 SNAPSHOTTERS=${SNAPSHOTTERS:-overlay native}
-COMMIT=${COMMIT:-1}
+EXTRAS=${EXTRAS:-1}
 OUT=${OUT:-/tmp/strata-bench-pull}
 mkdir -p "$OUT"
 
@@ -100,7 +100,7 @@ run_fs() { # label dir
       *) layout=$DATA/oci/debian ;;
     esac
     tag=${img#*:}
-    if [ "$COMMIT" = 1 ] && command -v umoci >/dev/null && [ -d "$layout" ] && [ "${img%%:*}" = debian ]; then
+    if [ "$EXTRAS" = 1 ] && command -v umoci >/dev/null && [ -d "$layout" ] && [ "${img%%:*}" = debian ]; then
       for i in $(seq "$RUNS"); do
         rm -rf "$dir/umoci"
         out=$(timed umoci unpack --image "$layout:$tag" "$dir/umoci")
@@ -112,7 +112,7 @@ run_fs() { # label dir
     fi
   done
   # commit: the 2,000-file change on debian:multi, gzip, overlay
-  if [ "$COMMIT" = 1 ] && [[ " $IMAGES " == *" debian:multi "* ]]; then
+  if [ "$EXTRAS" = 1 ] && [[ " $IMAGES " == *" debian:multi "* ]]; then
     local cm=() out
     for i in $(seq "$RUNS"); do
       strata_clean "$dir/strata"
