@@ -105,9 +105,16 @@ impl WalkingDiff {
 }
 
 /// A sync [`Read`] over a [`ReaderAt`].
-struct ReadAt {
+pub struct ReadAt {
     r: Arc<dyn ReaderAt>,
     off: u64,
+}
+
+impl ReadAt {
+    /// A reader from the start of `r`.
+    pub fn new(r: Arc<dyn ReaderAt>) -> Self {
+        ReadAt { r, off: 0 }
+    }
 }
 
 impl Read for ReadAt {
@@ -162,7 +169,7 @@ impl Applier for WalkingDiff {
             sync_fs: opts.sync_fs,
         };
         let stats = tokio::task::spawn_blocking(move || {
-            apply_to_mounts(ReadAt { r: ra, off: 0 }, compression, &mounts, aopts)
+            apply_to_mounts(ReadAt::new(ra), compression, &mounts, aopts)
         })
         .await
         .map_err(|e| Error::internal(format!("apply task: {e}")))?

@@ -22,11 +22,12 @@
 //! ```
 
 use crate::image::Image;
+use crate::metadb;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 use strata_content::filters::{Adaptor, Filter, label_field};
 use strata_content::{Descriptor, Digest, Error, Result};
 
@@ -59,16 +60,6 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS images (
     PRIMARY KEY (namespace, name)
 );";
 
-fn nanos(t: SystemTime) -> i64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
-}
-
-fn from_nanos(n: i64) -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_nanos(n.max(0) as u64)
-}
-
 impl ImageStore {
     /// Opens (creating if needed) the database at `path`, in WAL mode with a 30 s busy
     /// timeout. The handle uses namespace [`DEFAULT_NAMESPACE`].
@@ -78,16 +69,8 @@ impl ImageStore {
     /// cannot be opened or its schema created.
     pub fn open(path: impl AsRef<Path>) -> Result<ImageStore> {
         let path = path.as_ref();
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
-        }
-        let conn = Connection::open(path)
-            .map_err(|e| Error::db(format!("open image database {}", path.display()), e))?;
-        conn.busy_timeout(Duration::from_secs(30))
-            .and_then(|_| conn.pragma_update(None, "journal_mode", "WAL"))
-            .and_then(|_| conn.pragma_update(None, "synchronous", "NORMAL"))
-            .and_then(|_| conn.execute_batch(SCHEMA))
+        let conn = crate::metadb::open(path)?;
+        conn.execute_batch(SCHEMA)
             .map_err(|e| Error::db(format!("set up image database {}", path.display()), e))?;
         Ok(ImageStore {
             conn: Arc::new(Mutex::new(conn)),
@@ -349,8 +332,8 @@ fn parts_to_image((name, target, labels, created, updated): Parts) -> Result<Ima
     Ok(Image {
         target: serde_json::from_str(&target).map_err(|e| corrupt("target", e))?,
         labels: serde_json::from_str(&labels).map_err(|e| corrupt("labels", e))?,
-        created_at: from_nanos(created),
-        updated_at: from_nanos(updated),
+        created_at: metadb::from_nanos(created),
+        updated_at: metadb::from_nanos(updated),
         name,
     })
 }
@@ -379,8 +362,8 @@ fn put_in(conn: &Connection, ns: &str, image: &Image) -> Result<()> {
             image.name,
             target,
             labels,
-            nanos(image.created_at),
-            nanos(image.updated_at)
+            metadb::to_nanos(image.created_at),
+            metadb::to_nanos(image.updated_at)
         ],
     )
     .map_err(|e| Error::db(format!("write image {:?}", image.name), e))?;

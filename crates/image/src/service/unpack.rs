@@ -13,7 +13,7 @@ use std::io::Read;
 use std::sync::Arc;
 
 use strata_content::labels::{GC_REF_CONTENT, GC_REF_SNAPSHOT, UNCOMPRESSED};
-use strata_content::{Descriptor, Digest, Error, Info, Labels, ReaderAt, Result, Store};
+use strata_content::{Descriptor, Digest, Error, Info, Labels, Result, Store};
 use strata_diff::{ApplyOptions, Compression};
 use strata_snapshot::{Mount, Snapshotter, unpack_key};
 
@@ -104,20 +104,6 @@ impl Unpacked {
     /// layers.
     pub fn top(&self) -> Option<&Digest> {
         self.chain_ids.last()
-    }
-}
-
-/// A sync [`Read`] over a content [`ReaderAt`].
-pub(crate) struct ReadAt {
-    pub(crate) r: Arc<dyn ReaderAt>,
-    pub(crate) off: u64,
-}
-
-impl Read for ReadAt {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.r.read_at(buf, self.off)?;
-        self.off += n as u64;
-        Ok(n)
     }
 }
 
@@ -290,7 +276,7 @@ impl LayerUnpacker {
         layer: &Descriptor,
     ) -> Result<impl FnOnce() -> Result<Box<dyn Read + Send>> + Send + 'static> {
         let r = self.content.reader_at(layer).await?;
-        Ok(move || Ok(Box::new(ReadAt { r, off: 0 }) as Box<dyn Read + Send>))
+        Ok(move || Ok(Box::new(strata_diff::walking::ReadAt::new(r)) as Box<dyn Read + Send>))
     }
 
     /// Labels the config with the top snapshot, and drops the manifest's layer GC refs if
