@@ -91,6 +91,9 @@ pub enum Cmd {
     },
     /// Removes snapshot directories that no record owns (left by crashes).
     Cleanup,
+    /// Writes the changes from PARENT to KEY as a layer into the content store and prints
+    /// its descriptor and DiffID, like `ctr snapshots diff`.
+    Diff(DiffArgs),
 }
 
 /// Which snapshotter `g` selects: `--snapshotter`, else overlay where it works, else native.
@@ -132,7 +135,12 @@ pub async fn run(g: &Global, cmd: Cmd) -> Result<(), Box<dyn std::error::Error>>
         tokio::task::spawn_blocking(move || mount::unmount_all(&target)).await??;
         return Ok(());
     }
-    let (_, sn) = open_snapshotter(g)?;
+    let (name, sn) = open_snapshotter(g)?;
+    if let Cmd::Diff(args) = cmd {
+        let res = diff(g, &name, sn.as_ref(), args).await;
+        sn.close().await?;
+        return res;
+    }
     let res = run_with(g, sn.as_ref(), cmd).await;
     sn.close().await?;
     res
@@ -218,7 +226,183 @@ async fn run_with(
             tokio::task::spawn_blocking(move || mount::mount_all(&m, &target)).await??;
         }
         Cmd::Cleanup => sn.cleanup().await?,
-        Cmd::Unmount { .. } => unreachable!("handled in run"),
+        Cmd::Unmount { .. } | Cmd::Diff(_) => unreachable!("handled in run"),
+    }
+    Ok(())
+}
+
+/// Layer compression of `snapshot diff`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayerCompression {
+    /// `application/vnd.oci.image.layer.v1.tar+gzip`.
+    Gzip,
+    /// `application/vnd.oci.image.layer.v1.tar+zstd`.
+    Zstd,
+    /// `application/vnd.oci.image.layer.v1.tar`.
+    None,
+}
+
+/// Arguments of `strata snapshot diff`.
+#[derive(clap::Args, Debug)]
+pub struct DiffArgs {
+    /// The snapshot with the changes (active, view or committed).
+    key: String,
+    /// The snapshot to compare against [default: KEY's parent; "" for an empty tree].
+    parent: Option<String>,
+    /// Layer compression.
+    #[arg(long, value_enum, default_value = "gzip")]
+    compression: LayerCompression,
+    /// The layer's media type (overrides --compression).
+    #[arg(long)]
+    media_type: Option<String>,
+    /// Compression level (gzip default 1, zstd default 3).
+    #[arg(long)]
+    level: Option<i32>,
+    /// zstd worker threads (0: single-threaded).
+    #[arg(long, default_value_t = 0)]
+    zstd_threads: u32,
+    /// Content ingest reference [default: a random one].
+    #[arg(long = "ref", value_name = "R")]
+    reference: Option<String>,
+    /// Labels of the blob (`k=v`, repeatable).
+    #[arg(long = "label", value_name = "K=V")]
+    labels: Vec<String>,
+    /// Clamp mtimes in the layer to this Unix time.
+    #[arg(long, env = "SOURCE_DATE_EPOCH")]
+    source_date_epoch: Option<i64>,
+    /// Always walk both trees (containerd 1.6's way), never the overlay upperdir alone.
+    #[arg(long)]
+    double_walk: bool,
+    /// Also write the blob to FILE (`-`: stdout; the descriptor then goes to stderr).
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+/// Mounts to read snapshot `key` from: none for `""` (an empty tree); its own mounts when
+/// it is active or a view; for a committed snapshot a temporary view, whose key is pushed
+/// to `views` for the caller to remove — except on `native`, where the committed
+/// directory is bound read-only instead (what containerd's native View mounts; strata's
+/// native View would copy the whole tree first).
+async fn read_mounts(
+    g: &Global,
+    sn_name: &str,
+    sn: &dyn Snapshotter,
+    key: &str,
+    views: &mut Vec<String>,
+) -> Result<Vec<mount::Mount>, Error> {
+    if key.is_empty() {
+        return Ok(Vec::new());
+    }
+    let info = sn.stat(key).await?;
+    if info.kind != strata::snapshot::Kind::Committed {
+        return sn.mounts(key).await;
+    }
+    if sn_name == "native" {
+        let root = g.snapshotter_root(sn_name);
+        let db = root.join("metadata.db");
+        let k = key.to_owned();
+        let id = tokio::task::spawn_blocking(move || {
+            let ms = strata::snapshot::storage::MetaStore::open(&db)?;
+            let id = ms.read(|tx| tx.get_info(&k))?.0;
+            ms.close();
+            Ok::<_, Error>(id)
+        })
+        .await
+        .map_err(|e| Error::internal(format!("metastore task: {e}")))??;
+        let dir = root.join("snapshots").join(id.to_string());
+        return Ok(vec![mount::Mount::bind(dir.to_string_lossy(), true)]);
+    }
+    let view = format!("diff-view-{key}-{:016x}", rand_u64());
+    let m = sn.view(&view, key, Labels::new()).await?;
+    views.push(view);
+    Ok(m)
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::time::SystemTime::now())
+}
+
+/// `strata snapshot diff`: containerd's `rootfs.CreateDiff` (no PARENT) or a Compare of
+/// two snapshots' mounts, with [`WalkingDiff`](strata::diff::WalkingDiff) as the Comparer.
+async fn diff(
+    g: &Global,
+    sn_name: &str,
+    sn: &dyn Snapshotter,
+    a: DiffArgs,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use strata::diff::{Comparer, DiffOpts, WalkingDiff};
+    let parent = match a.parent.clone() {
+        Some(p) => p,
+        None => sn.stat(&a.key).await?.parent,
+    };
+    let media_type = a.media_type.clone().unwrap_or_else(|| {
+        match a.compression {
+            LayerCompression::Gzip => strata::diff::compression::MEDIA_TYPE_LAYER_GZIP,
+            LayerCompression::Zstd => strata::diff::compression::MEDIA_TYPE_LAYER_ZSTD,
+            LayerCompression::None => strata::diff::compression::MEDIA_TYPE_LAYER,
+        }
+        .to_owned()
+    });
+    let store = strata::content::local::LocalStore::open(g.content_root())?.namespace(&g.namespace);
+    let opts = DiffOpts {
+        media_type: Some(media_type),
+        level: a.level,
+        zstd_threads: a.zstd_threads,
+        reference: a.reference.clone(),
+        labels: parse_labels(&a.labels)?,
+        source_date_epoch: a.source_date_epoch,
+        double_walk: a.double_walk,
+        ..Default::default()
+    };
+    let mut views = Vec::new();
+    let res = async {
+        let lower = read_mounts(g, sn_name, sn, &parent, &mut views).await?;
+        let upper = read_mounts(g, sn_name, sn, &a.key, &mut views).await?;
+        WalkingDiff::new(Arc::new(store.clone()))
+            .compare(&lower, &upper, opts)
+            .await
+    }
+    .await;
+    for v in views {
+        if let Err(e) = sn.remove(&v).await {
+            eprintln!("strata: remove view {v}: {e}");
+        }
+    }
+    let desc = res.map_err(|e| e.context(format!("diff {} against {parent:?}", a.key)))?;
+    let diff_id = strata::content::Manager::info(&store, desc.digest())
+        .await?
+        .labels
+        .get(strata::content::labels::UNCOMPRESSED)
+        .cloned()
+        .unwrap_or_default();
+    let out = serde_json::json!({
+        "mediaType": desc.media_type().to_string(),
+        "digest": desc.digest().to_string(),
+        "size": desc.size(),
+        "diffID": diff_id,
+    });
+    let to_stdout = a.output.as_deref() == Some(std::path::Path::new("-"));
+    if let Some(path) = &a.output {
+        let ra = strata::content::Provider::reader_at(&store, &desc).await?;
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            let mut r = strata::diff::walking::ReadAt::new(ra);
+            if path.as_os_str() == "-" {
+                let mut w = std::io::BufWriter::new(std::io::stdout().lock());
+                std::io::copy(&mut r, &mut w)?;
+                std::io::Write::flush(&mut w)
+            } else {
+                let mut f = std::fs::File::create(&path)?;
+                std::io::copy(&mut r, &mut f).map(|_| ())
+            }
+        })
+        .await??;
+    }
+    if to_stdout {
+        eprintln!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        print_json(out)?;
     }
     Ok(())
 }

@@ -7,8 +7,8 @@
 //! temporary directory.
 //!
 //! Compare uses the overlay fast path (the upperdir alone) when the upper mount is an
-//! overlay whose lowerdirs are exactly the lower tree; otherwise it double-walks both
-//! trees, mounting them read-only where needed. The tar is produced on a blocking thread,
+//! overlay whose lowerdirs are exactly the lower tree (and [`DiffOpts::double_walk`] is
+//! off); otherwise it double-walks both trees, mounting them read-only where needed. The tar is produced on a blocking thread,
 //! compressed on another, and streamed into the content store.
 
 use crate::apply::{ApplyOptions, ApplyStats, OverlayOptions, Progress, apply_layer};
@@ -57,6 +57,9 @@ pub struct DiffOpts {
     /// receiver slows the diff; a dropped one is ignored), so a caller can apply the new
     /// layer while it is being compressed and stored (commit does).
     pub tee: Option<SyncSender<Vec<u8>>>,
+    /// Always double-walk the (mounted) trees, even where the overlay fast path applies:
+    /// containerd 1.6's behaviour, for comparisons and for upperdirs not to be trusted.
+    pub double_walk: bool,
 }
 
 /// Applies a layer blob onto mounts (containerd's `diff.Applier`).
@@ -404,7 +407,11 @@ impl Comparer for WalkingDiff {
             w.truncate(0).await?;
         }
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
-        let p = plan(lower, upper);
+        let p = if opts.double_walk {
+            Plan::Walk(lower.to_vec(), upper.to_vec())
+        } else {
+            plan(lower, upper)
+        };
         let wopts = WriterOptions {
             source_date_epoch: opts.source_date_epoch,
         };
