@@ -20,6 +20,6 @@ mod fsutil;
 mod pipeline;
 pub mod walking;
 
-pub use apply::{ApplyOptions, ApplyStats, OverlayOptions, apply_layer};
+pub use apply::{ApplyOptions, ApplyStats, OverlayOptions, apply_layer, inherit_dirs};
 pub use compression::{Compression, Encoding};
 pub use walking::{Applier, ApplyOpts, Comparer, DiffOpts, WalkingDiff};

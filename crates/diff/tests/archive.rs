@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use strata_content::ErrorKind;
 use strata_diff::compare::{self, ChangeWriter, WriterOptions};
-use strata_diff::{ApplyOptions, Compression, Encoding, OverlayOptions, apply_layer};
+use strata_diff::{ApplyOptions, Compression, Encoding, apply_layer};
 use tar::EntryType;
 
 type Step = Box<dyn Fn(&Path)>;
@@ -813,85 +813,6 @@ fn invalid_archives() {
         let dest = tempfile::tempdir().unwrap();
         let e = apply_tar(dest.path(), &t).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
-    }
-}
-
-/// containerd's `TestOverlayApply` / `TestOverlayApplyNoParents`: apply into an upperdir
-/// with overlay whiteouts, then mount the overlay and check the merged view.
-#[test]
-fn overlay_apply() {
-    for with_parents in [true, false] {
-        let t = tempfile::tempdir().unwrap();
-        let (lower, upper, work, merged) = (
-            t.path().join("l"),
-            t.path().join("u"),
-            t.path().join("w"),
-            t.path().join("m"),
-        );
-        for x in [&lower, &upper, &work, &merged] {
-            fs::create_dir(x).unwrap();
-        }
-        mkdir(&lower, "/etc", 0o750);
-        file(&lower, "/etc/hosts", b"lower", 0o644);
-        file(&lower, "/etc/gone", b"lower", 0o644);
-        mkdir(&lower, "/opq/sub", 0o755);
-        file(&lower, "/opq/hidden", b"h", 0o644);
-        rustix::fs::setxattr(
-            lower.join("etc"),
-            "user.keep",
-            b"1",
-            rustix::fs::XattrFlags::empty(),
-        )
-        .unwrap();
-        let mut tb = Tar::new();
-        tb.file("etc/new", b"new", 0o644)
-            .file("etc/.wh.gone", b"", 0)
-            .dir("opq", 0o755)
-            .file("opq/.wh..wh..opq", b"", 0)
-            .file("opq/fresh", b"f", 0o644);
-        let opts = ApplyOptions {
-            overlay: Some(OverlayOptions {
-                parents: if with_parents {
-                    vec![lower.clone()]
-                } else {
-                    vec![]
-                },
-            }),
-            ..Default::default()
-        };
-        apply_layer(&tb.finish()[..], Compression::None, &upper, &opts).unwrap();
-        let wh = fs::symlink_metadata(upper.join("etc/gone")).unwrap();
-        assert!(wh.file_type().is_char_device() && wh.rdev() == 0);
-        assert_eq!(
-            common::xattr_get(&upper.join("opq"), "trusted.overlay.opaque"),
-            b"y"
-        );
-        let etc = fs::metadata(upper.join("etc")).unwrap();
-        if with_parents {
-            assert_eq!(
-                etc.mode() & 0o7777,
-                0o750,
-                "implied parent copies the lower's mode"
-            );
-            assert_eq!(common::xattr_get(&upper.join("etc"), "user.keep"), b"1");
-        } else {
-            assert_eq!(etc.mode() & 0o7777, 0o755);
-        }
-        let m = strata_snapshot::Mount {
-            kind: "overlay".into(),
-            source: "overlay".into(),
-            target: String::new(),
-            options: vec![
-                format!("lowerdir={}", lower.display()),
-                format!("upperdir={}", upper.display()),
-                format!("workdir={}", work.display()),
-            ],
-        };
-        let g = strata_snapshot::mount::MountGuard::mount(&[m], &merged).unwrap();
-        let mut seen = walkdir(&merged);
-        seen.sort();
-        g.unmount().unwrap();
-        assert_eq!(seen, ["etc", "etc/hosts", "etc/new", "opq", "opq/fresh"]);
     }
 }
 

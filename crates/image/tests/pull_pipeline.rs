@@ -31,16 +31,24 @@ struct Root {
 }
 
 fn root() -> Root {
+    root_with("overlay")
+}
+
+fn root_with(snapshotter: &str) -> Root {
     let dir = tempfile::tempdir().unwrap();
     let content = LocalStore::open(dir.path().join("content")).unwrap();
     let images = ImageStore::open(dir.path().join("metadata.db")).unwrap();
     let leases = Arc::new(LeaseManager::open(dir.path().join("metadata.db")).unwrap());
-    let sn = strata_snapshot::open("overlay", &dir.path().join("snapshots/overlay")).unwrap();
+    let sn = strata_snapshot::open(
+        snapshotter,
+        &dir.path().join(format!("snapshots/{snapshotter}")),
+    )
+    .unwrap();
     let svc = ImageService::new(
         Arc::new(content.clone()) as Arc<dyn Store>,
         Arc::new(images),
     )
-    .with_snapshotter("overlay", sn.clone())
+    .with_snapshotter(snapshotter, sn.clone())
     .with_leases(leases);
     Root {
         _dir: dir,
@@ -90,6 +98,10 @@ async fn pull_unpacks_every_layer_downloading_each_once() {
     let r = root();
     let pulled = r.svc.pull(&remote, pull_opts()).await.unwrap();
     assert_eq!((pulled.applied, pulled.existed), (3, 0));
+    assert_eq!(
+        pulled.streamed, 3,
+        "overlay: every layer applied from its download stream, in parallel"
+    );
     for l in &layers {
         assert_eq!(
             proxy.served(l.digest().digest()),
@@ -245,4 +257,122 @@ async fn concurrent_pulls_in_one_process_share_the_work() {
         );
     }
     assert_eq!(r.sn.walk(&[]).await.unwrap().len(), 3);
+}
+
+/// A tree as (path, kind, mode, owner, content or link target), dir mtimes left out.
+fn tree(root: &std::path::Path) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            let ft = m.file_type();
+            let what = if ft.is_dir() {
+                stack.push(p.clone());
+                "dir".to_string()
+            } else if ft.is_symlink() {
+                format!("-> {}", std::fs::read_link(&p).unwrap().display())
+            } else {
+                format!(
+                    "{} nlink={} mtime={}",
+                    String::from_utf8_lossy(&std::fs::read(&p).unwrap()),
+                    m.nlink(),
+                    m.mtime()
+                )
+            };
+            out.push(format!(
+                "{} {:o} {}:{} {what}",
+                p.strip_prefix(root).unwrap().display(),
+                m.mode(),
+                m.uid(),
+                m.gid()
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Layers that cannot be applied alone: directories implied by a later layer (and the
+/// parent of a whiteout) must take the lower layer's metadata, and a hardlink to a file
+/// of a lower layer needs that file. The overlay pull (parallel, rebased) gives the same
+/// tree as the native pull (in order, into a full copy).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_pull_settles_implied_dirs_and_lower_hardlinks() {
+    use strata_image::build::{ImageBuilder, LayerBuilder};
+    let Some(reg) = Registry::start(None).await else {
+        return;
+    };
+    let src = Env::new();
+    let mut l0 = LayerBuilder::new();
+    l0.mtime(1_600_000_000).owner(0, 0);
+    l0.dir("etc", 0o750).unwrap();
+    l0.file("etc/file", 0o644, b"base").unwrap();
+    l0.owner(5, 6);
+    l0.dir("opt", 0o701).unwrap();
+    l0.file("opt/x", 0o600, b"x").unwrap();
+    let mut l1 = LayerBuilder::new();
+    l1.mtime(1_600_000_100);
+    l1.file("etc/new", 0o644, b"new").unwrap(); // etc implied
+    l1.whiteout("opt/x").unwrap(); // opt implied, as a whiteout's parent
+    l1.file("fresh/deep/f", 0o644, b"f").unwrap(); // in no lower
+    let mut l2 = LayerBuilder::new();
+    l2.mtime(1_600_000_200);
+    l2.hardlink("alias", "etc/file").unwrap(); // a file of layer 0
+    l2.file("top", 0o644, b"top").unwrap();
+    ImageBuilder::new()
+        .layer(l0.finish_gzip().unwrap())
+        .layer(l1.finish_gzip().unwrap())
+        .layer(l2.finish_gzip().unwrap())
+        .write(src.content.as_ref(), &src.images, "local/implied:1")
+        .await
+        .unwrap();
+    let remote = format!("{}/strata/implied:1", reg.addr);
+    src.svc
+        .push(
+            "local/implied:1",
+            Some(&remote),
+            PushOptions {
+                registry: reg_opts(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut trees = Vec::new();
+    for sn in ["overlay", "native"] {
+        let r = root_with(sn);
+        let pulled = r.svc.pull(&remote, pull_opts()).await.unwrap();
+        assert_eq!(pulled.applied, 3, "{sn}");
+        if sn == "overlay" {
+            assert_eq!(
+                pulled.streamed, 2,
+                "the hardlink layer is applied again, in order, from its blob"
+            );
+        }
+        let top = pulled.chain_ids.last().unwrap().to_string();
+        assert_eq!(r.sn.walk(&[]).await.unwrap().len(), 3, "{sn}: no leftovers");
+        let mounts = r.sn.view("v", &top, Default::default()).await.unwrap();
+        let t = tokio::task::spawn_blocking(move || {
+            strata_snapshot::mount::with_temp_mount(&mounts, tree).unwrap()
+        })
+        .await
+        .unwrap();
+        trees.push(t);
+    }
+    let want = [
+        "alias 100644 0:0 base nlink=2 mtime=1600000000",
+        "etc 40750 0:0 dir",
+        "etc/file 100644 0:0 base nlink=2 mtime=1600000000",
+        "etc/new 100644 0:0 new nlink=1 mtime=1600000100",
+        "fresh 40755 0:0 dir",
+        "fresh/deep 40755 0:0 dir",
+        "fresh/deep/f 100644 0:0 f nlink=1 mtime=1600000100",
+        "opt 40701 5:6 dir",
+        "top 100644 0:0 top nlink=1 mtime=1600000200",
+    ];
+    assert_eq!(trees[0], want, "overlay");
+    assert_eq!(trees[1], want, "native");
 }

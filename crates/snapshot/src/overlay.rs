@@ -309,6 +309,10 @@ impl Snapshotter for OverlaySnapshotter {
         .await
     }
 
+    fn can_rebase(&self) -> bool {
+        true
+    }
+
     async fn commit_rebase(
         &self,
         name: &str,

@@ -179,3 +179,54 @@ async fn concurrent_use_from_two_instances() {
         .count();
     assert_eq!(entries, 1, "only the base directory is left");
 }
+
+/// containerd 2.2's rebase: two parentless snapshots, filled independently, committed in
+/// order as a chain; the view of the top shows both layers, the parent is recorded, and
+/// a snapshot that already has a parent cannot be rebased.
+#[tokio::test]
+async fn commit_rebase_builds_a_chain() {
+    let d = tempfile::tempdir().unwrap();
+    let sn = open(d.path(), OverlayOptions::default());
+    assert!(sn.can_rebase());
+    let mut uppers = Vec::new();
+    for (key, file) in [("k1", "one"), ("k2", "two")] {
+        let m = sn.prepare(key, "", Labels::new()).await.unwrap();
+        let up = upperdir(&m).unwrap();
+        std::fs::write(up.join(file), file).unwrap();
+        uppers.push(up);
+    }
+    sn.commit("c1", "k1", Labels::new()).await.unwrap();
+    sn.commit_rebase("c2", "k2", "c1", Labels::new())
+        .await
+        .unwrap();
+    assert_eq!(sn.stat("c2").await.unwrap().parent, "c1");
+    let m = sn.view("v", "c2", Labels::new()).await.unwrap();
+    assert_eq!(
+        m[0].lowerdirs(),
+        vec![uppers[1].to_str().unwrap(), uppers[0].to_str().unwrap()]
+    );
+    let seen = crate::mount::with_temp_mount(&m, |root| {
+        let mut v: Vec<String> = std::fs::read_dir(root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    })
+    .unwrap();
+    assert_eq!(seen, ["one", "two"]);
+    sn.prepare("k3", "c1", Labels::new()).await.unwrap();
+    let e = sn
+        .commit_rebase("c3", "k3", "c2", Labels::new())
+        .await
+        .unwrap_err();
+    assert!(e.is_invalid_argument(), "{e}");
+    let n = crate::native::NativeSnapshotter::open(d.path().join("native")).unwrap();
+    assert!(!n.can_rebase());
+    assert!(
+        n.commit_rebase("x", "y", "z", Labels::new())
+            .await
+            .unwrap_err()
+            .is_not_implemented()
+    );
+}

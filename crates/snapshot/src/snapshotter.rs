@@ -212,6 +212,13 @@ pub trait Snapshotter: Send + Sync {
     ///
     /// # Errors
     /// `NotFound` when it does not exist; `FailedPrecondition` when it has children.
+    /// Whether this backend implements [`Snapshotter::commit_rebase`]: each snapshot's
+    /// directory holds only its own changes, so an unpacker may apply layers in parallel,
+    /// each into a parentless snapshot, and rebase them in order. Default `false`.
+    fn can_rebase(&self) -> bool {
+        false
+    }
+
     /// Commits active `key`, which was prepared with no parent, as `name` on top of the
     /// committed `parent` (containerd 2.2's *rebase*): layers can then be applied in
     /// parallel, each into its own parentless snapshot, and committed in order. Only

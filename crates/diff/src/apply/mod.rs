@@ -66,6 +66,11 @@ pub struct ApplyStats {
     pub size: u64,
     /// Tar entries processed (including whiteouts).
     pub entries: u64,
+    /// Overlay mode only: directories (relative to the root) that the layer needed but
+    /// did not contain, and that no lowerdir had either, so they were created with
+    /// default metadata. A layer applied without its lowerdirs (to apply layers in
+    /// parallel) passes these to [`inherit_dirs`] once its lowerdirs exist.
+    pub implied_dirs: Vec<PathBuf>,
 }
 
 /// Applies a layer stream to the directory `root`.
@@ -119,17 +124,18 @@ pub fn apply_layer<R: Read + Send>(
                 .drain()
                 .map_err(|e| Error::invalid_argument(format!("read layer: {e}")))?;
             ap.finish()?;
-            Ok::<u64, Error>(entries)
+            Ok::<_, Error>((entries, ap.implied_dirs()))
         })();
         drop(chunks);
         let decoded = decode
             .join()
             .map_err(|_| Error::internal("layer decode thread panicked"))?;
         match (applied, decoded) {
-            (Ok(entries), Ok(sum)) => Ok(ApplyStats {
+            (Ok((entries, implied_dirs)), Ok(sum)) => Ok(ApplyStats {
                 diff_id: strata_content::digest::from_hex(&sum.sha256_hex),
                 size: sum.size,
                 entries,
+                implied_dirs,
             }),
             (_, Err(e)) => Err(Error::invalid_argument(format!("decompress layer: {e}"))),
             (Err(e), _) => Err(e),
@@ -146,6 +152,8 @@ pub(crate) struct Applier<'o> {
     unpacked: HashSet<Vec<u8>>,
     /// Directory times to set after all entries: (path, atime, mtime).
     dir_times: Vec<(Vec<u8>, entry::Time, entry::Time)>,
+    /// Overlay mode: parents created with no lowerdir to copy metadata from.
+    implied: Vec<Vec<u8>>,
     buf: Vec<u8>,
 }
 
@@ -157,6 +165,7 @@ impl<'o> Applier<'o> {
             opts,
             unpacked: HashSet::new(),
             dir_times: Vec::new(),
+            implied: Vec::new(),
             buf: vec![0u8; 256 * 1024],
         }
     }
@@ -197,6 +206,75 @@ impl<'o> Applier<'o> {
         }
         Ok(())
     }
+}
+
+impl Applier<'_> {
+    /// The implied directories that no later entry of the layer created explicitly.
+    fn implied_dirs(&mut self) -> Vec<PathBuf> {
+        use std::os::unix::ffi::OsStrExt;
+        let mut seen = HashSet::new();
+        std::mem::take(&mut self.implied)
+            .into_iter()
+            .filter(|p| !self.unpacked.contains(p) && seen.insert(p.clone()))
+            .map(|p| PathBuf::from(std::ffi::OsStr::from_bytes(&p)))
+            .collect()
+    }
+}
+
+/// Gives each directory of `dirs` (relative to `root`; see
+/// [`ApplyStats::implied_dirs`]) the owner, mode, times and non-`trusted.*` xattrs of the
+/// first of `lowers` (top first) that has it — what [`apply_layer`] in overlay mode does
+/// when it is given the lowerdirs up front. Directories no longer in `root`, or in none
+/// of `lowers`, are left as they are.
+///
+/// # Errors
+/// `Io` when a directory cannot be opened or its metadata set.
+///
+/// # Example
+/// ```no_run
+/// # fn main() -> strata_content::Result<()> {
+/// use std::path::{Path, PathBuf};
+/// use strata_diff::{ApplyOptions, Compression, OverlayOptions, apply_layer, inherit_dirs};
+/// let upper = Path::new("/snapshots/7/fs");
+/// let opts = ApplyOptions { overlay: Some(OverlayOptions::default()), ..Default::default() };
+/// let blob = std::fs::File::open("layer.tar.gz").expect("layer");
+/// let stats = apply_layer(blob, Compression::Gzip, upper, &opts)?;
+/// // … later, once the layers below exist:
+/// inherit_dirs(upper, &[PathBuf::from("/snapshots/6/fs")], &stats.implied_dirs)?;
+/// # Ok(()) }
+/// ```
+pub fn inherit_dirs(root: &Path, lowers: &[PathBuf], dirs: &[PathBuf]) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    if dirs.is_empty() || lowers.is_empty() {
+        return Ok(());
+    }
+    let open = |p: &Path| {
+        rustix::fs::open(
+            p,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::io(format!("open {}", p.display()), e.into()))
+    };
+    let root_fd = open(root)?;
+    let lower_fds = lowers.iter().map(|p| open(p)).collect::<Result<Vec<_>>>()?;
+    for d in dirs {
+        let rel = d.as_os_str().as_bytes();
+        let fd = match resolve::open_in_root(
+            &root_fd,
+            rel,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW,
+        ) {
+            Ok(fd) => fd,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) => {
+                continue;
+            }
+            Err(e) => return Err(Error::io(format!("open {}", d.display()), e)),
+        };
+        entry::copy_parent_info(&lower_fds, &fd, rel)
+            .map_err(|e| Error::io(format!("copy metadata of {}", d.display()), e))?;
+    }
+    Ok(())
 }
 
 /// Lossy display of a tar path.

@@ -39,9 +39,8 @@ impl Applier<'_> {
         }
         full.extend_from_slice(wh);
         let Some(pfd) = self
-            .root
-            .dir(parent, overlay, &mut |_, _| Ok(()))
-            .map_err(|e| Error::io(format!("resolve parent of {}", show(path)), e))?
+            .parent(parent, overlay)
+            .map_err(|e| e.context(format!("whiteout {}", show(path))))?
         else {
             return Ok(()); // parent does not exist: nothing to delete
         };
@@ -70,9 +69,8 @@ impl Applier<'_> {
     fn opaque(&mut self, parent: &[&[u8]], path: &[u8], overlay: bool) -> Result<()> {
         let dir = join(parent);
         let Some(dfd) = self
-            .root
-            .dir(parent, overlay, &mut |_, _| Ok(()))
-            .map_err(|e| Error::io(format!("resolve {}", show(path)), e))?
+            .parent(parent, overlay)
+            .map_err(|e| e.context(format!("opaque marker {}", show(path))))?
         else {
             return Ok(());
         };

@@ -119,7 +119,8 @@ pub(crate) struct LayerUnpacker {
 }
 
 impl LayerUnpacker {
-    async fn hold(&self, key: &str) -> Result<()> {
+    /// Adds snapshot `key` to the unpack's lease, if it has one.
+    pub async fn hold(&self, key: &str) -> Result<()> {
         if let Some((m, id)) = &self.lease {
             m.add_resource(id, &Resource::snapshot(&self.sn_name, key))
                 .await?;

@@ -6,25 +6,36 @@
 //!    already exists is neither fetched (unless [`PullOptions::fetch_all`]) nor applied
 //!    (containerd's unpacker does the same; `fetch_all` is its `WithUnpackFetchAllContent`).
 //! 3. The missing layers download concurrently (bounded by
-//!    [`FetchOptions::max_concurrent_downloads`]), in layer order; meanwhile the unpacker
-//!    applies layer *n* as soon as its blob is committed and layer *n-1*'s snapshot is
-//!    committed, decompressing and hashing in a blocking task while later layers are still
-//!    arriving.
+//!    [`FetchOptions::max_concurrent_downloads`]), in layer order, and are applied while
+//!    they arrive, decompressing and hashing in blocking tasks:
+//!    - [`ordered`] (any snapshotter): layer *n* is applied once layer *n-1*'s snapshot is
+//!      committed, straight from its download stream when the download had not started
+//!      yet, from the committed blob otherwise;
+//!    - [`parallel`] (snapshotters that [can rebase](strata_snapshot::Snapshotter::can_rebase),
+//!      i.e. overlay): every layer is applied from its own download stream into a
+//!      parentless snapshot at the same time, then committed in order onto its parent.
+//!
+//!    Either way a layer's snapshot is committed only after its blob's digest and its
+//!    DiffID checked out.
 //! 4. Label the config with the top snapshot, create or update the image record.
 //!
 //! Everything made is held by a lease (when the service has a lease manager) until the
 //! image record exists, so a crash leaves only what GC collects.
 
+mod ordered;
+mod parallel;
+
+use std::collections::HashMap;
 use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use strata_content::{Descriptor, Digest, Error, Result};
-use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::unpack::{LayerState, LayerUnpacker, UnpackEvent, UnpackProgressFn};
-use super::{FetchOptions, ImageService};
+use super::{FetchOptions, ImageService, TeeFn};
 use crate::identity::chain_ids;
 use crate::image::{self as img, Image};
 use crate::leases::{LeaseOpts, Resource};
@@ -61,6 +72,17 @@ pub struct Pulled {
     pub applied: usize,
     /// Layers whose snapshots already existed.
     pub existed: usize,
+    /// Of the applied layers, those applied straight from their download stream (the
+    /// others were read back from the content store).
+    pub streamed: usize,
+}
+
+/// Counts of what step 3 did.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    applied: usize,
+    existed: usize,
+    streamed: usize,
 }
 
 impl ImageService {
@@ -113,6 +135,7 @@ impl ImageService {
                 chain_ids: Vec::new(),
                 applied: 0,
                 existed: 0,
+                streamed: 0,
             });
         }
         let (sn_name, sn) = self.snapshotter(opts.snapshotter.as_deref())?;
@@ -158,152 +181,45 @@ impl ImageService {
         for c in &chains {
             exists.push(u.exists(c).await?);
         }
+        let plan = Arc::new(Plan {
+            svc: self.clone_for_fetch(),
+            resolver: resolver.clone(),
+            r: r.clone(),
+            fetch: opts.fetch.clone(),
+            fetch_all: opts.fetch_all,
+            progress: opts.unpack_progress.clone(),
+            u: u.clone(),
+            layers,
+            diff_ids,
+            chains,
+            exists,
+        });
 
-        // 3. Fetch what is missing, in order, bounded; apply as each becomes ready. The
-        //    layer the unpacker waits for is applied straight from its download stream
-        //    when the download starts after the unpacker asked for it.
-        let slot: Arc<Mutex<Option<StreamWanted>>> = Arc::default();
-        let mut fetch_opts = opts.fetch.clone();
-        let tee_slot = slot.clone();
-        fetch_opts.tee = Some(Arc::new(move |desc: &Descriptor, offset: u64| {
-            let mut slot = tee_slot.lock().unwrap_or_else(|p| p.into_inner());
-            match slot.take() {
-                Some(w) if offset == 0 && &w.digest == desc.digest() => {
-                    let (tx, rx) = mpsc::channel(16);
-                    let _ = w.deliver.send(rx);
-                    Some(tx)
-                }
-                other => {
-                    *slot = other;
-                    None
-                }
-            }
-        }));
-        let limiter = Arc::new(Semaphore::new(opts.fetch.max_concurrent_downloads.max(1)));
-        let mut ready: Vec<watch::Receiver<Option<std::result::Result<(), String>>>> = Vec::new();
-        let mut fetches = tokio::task::JoinSet::new();
-        for (i, layer) in layers.iter().enumerate() {
-            let (tx, rx) = watch::channel(None);
-            ready.push(rx);
-            if exists[i] && !opts.fetch_all {
-                let _ = tx.send(Some(Ok(())));
-                continue;
-            }
-            let (svc, resolver, r, layer, fopts, limiter) = (
-                self.clone_for_fetch(),
-                resolver.clone(),
-                r.clone(),
-                layer.clone(),
-                opts.fetch.clone(),
-                limiter.clone(),
-            );
-            fetches.spawn(async move {
-                let _permit = limiter.acquire_owned().await;
-                let res = svc.fetch_target(&resolver, &r, layer, &fopts).await;
-                let _ = tx.send(Some(res.as_ref().map(|_| ()).map_err(|e| e.to_string())));
-                res
-            });
-        }
-        let emit = |index: usize, state: LayerState| {
-            if let Some(p) = &opts.unpack_progress {
-                p(&UnpackEvent {
-                    index,
-                    layer: layers[index].clone(),
-                    chain_id: chains[index].clone(),
-                    state,
-                });
-            }
+        // 3. Fetch what is missing and apply it.
+        let counts = if u.sn.can_rebase() && plan.exists.iter().filter(|e| !**e).count() > 1 {
+            parallel::run(plan.clone()).await?
+        } else {
+            ordered::run(plan.clone()).await?
         };
-        let unpacked: Result<(usize, usize)> = async {
-            let (mut applied, mut existed) = (0, 0);
-            for (i, layer) in layers.iter().enumerate() {
-                if exists[i] {
-                    u.label_uncompressed(layer, &diff_ids[i]).await?;
-                    existed += 1;
-                    emit(i, LayerState::Exists);
-                    continue;
-                }
-                let parent = if i == 0 { None } else { Some(&chains[i - 1]) };
-                let stream = if ready[i].borrow().is_some() {
-                    None
-                } else {
-                    let (deliver, got) = oneshot::channel();
-                    *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(StreamWanted {
-                        digest: layer.digest().clone(),
-                        deliver,
-                    });
-                    let mut done = ready[i].clone();
-                    tokio::select! {
-                        rx = got => rx.ok(),
-                        _ = done.wait_for(Option::is_some) => None,
-                    }
-                };
-                *slot.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                emit(i, LayerState::Applying);
-                let did_apply = match stream {
-                    Some(rx) => {
-                        let open = move || {
-                            Ok(Box::new(ChannelReader {
-                                rx,
-                                cur: Bytes::new(),
-                            }) as Box<dyn Read + Send>)
-                        };
-                        let mut done = ready[i].clone();
-                        let verified = async move { wait_ready(&mut done, layer).await };
-                        u.unpack_layer_verified(
-                            parent,
-                            &chains[i],
-                            layer,
-                            &diff_ids[i],
-                            open,
-                            verified,
-                        )
-                        .await?
-                    }
-                    None => {
-                        wait_ready(&mut ready[i], layer).await?;
-                        let open = u.blob_reader(layer).await?;
-                        u.unpack_layer(parent, &chains[i], layer, &diff_ids[i], open)
-                            .await?
-                    }
-                };
-                if did_apply {
-                    applied += 1;
-                    emit(i, LayerState::Applied);
-                } else {
-                    existed += 1;
-                    emit(i, LayerState::Exists);
-                }
-            }
-            Ok((applied, existed))
-        }
-        .await;
-        if unpacked.is_err() {
-            fetches.abort_all();
-        }
-        while let Some(res) = fetches.join_next().await {
-            match res {
-                Ok(Ok(())) => {}
-                // A failed download is the root cause of any unpack failure it led to.
-                Ok(Err(e)) => return Err(e),
-                Err(e) if e.is_cancelled() => {}
-                Err(e) => return Err(Error::internal(format!("layer fetch task: {e}"))),
-            }
-        }
-        let (applied, existed) = unpacked?;
 
         // 4. Labels and the image record.
-        u.finish(&m.descriptor, &config, chains.last(), opts.discard_layers)
-            .await?;
+        u.finish(
+            &m.descriptor,
+            &config,
+            plan.chains.last(),
+            opts.discard_layers,
+        )
+        .await?;
         hold_image().await?;
         let mut image = Image::new(name, target);
         image.labels = opts.fetch.image_labels.clone();
         let image = self.put_image(image).await?;
         Ok(Pulled {
             image,
-            chain_ids: chains,
-            applied,
-            existed,
+            chain_ids: plan.chains.clone(),
+            applied: counts.applied,
+            existed: counts.existed,
+            streamed: counts.streamed,
         })
     }
 
@@ -319,10 +235,101 @@ impl ImageService {
     }
 }
 
-/// The unpacker's wish to read layer `digest` from its download stream.
-struct StreamWanted {
-    digest: Digest,
-    deliver: oneshot::Sender<mpsc::Receiver<Bytes>>,
+/// What step 2 decided, shared by the unpack strategies and their tasks.
+struct Plan {
+    svc: ImageService,
+    resolver: Resolver,
+    r: Reference,
+    fetch: FetchOptions,
+    fetch_all: bool,
+    progress: Option<UnpackProgressFn>,
+    u: LayerUnpacker,
+    layers: Vec<Descriptor>,
+    diff_ids: Vec<Digest>,
+    chains: Vec<Digest>,
+    /// Whether layer *i*'s snapshot existed when the pull started.
+    exists: Vec<bool>,
+}
+
+impl Plan {
+    fn emit(&self, index: usize, state: LayerState) {
+        if let Some(p) = &self.progress {
+            p(&UnpackEvent {
+                index,
+                layer: self.layers[index].clone(),
+                chain_id: self.chains[index].clone(),
+                state,
+            });
+        }
+    }
+
+    /// The ChainID below layer `i`.
+    fn parent(&self, i: usize) -> Option<&Digest> {
+        i.checked_sub(1).map(|p| &self.chains[p])
+    }
+
+    /// Fetches layer `i` (to the content store), teeing its bytes to whoever asked
+    /// `router` for them.
+    async fn fetch_layer(&self, i: usize, router: &TeeRouter) -> Result<()> {
+        let mut fopts = self.fetch.clone();
+        fopts.tee = Some(router.tee_fn());
+        self.svc
+            .fetch_target(&self.resolver, &self.r, self.layers[i].clone(), &fopts)
+            .await
+    }
+}
+
+/// The stream a reader asked for: the download of one blob, delivered when it starts.
+type StreamSlot = oneshot::Sender<mpsc::Receiver<Bytes>>;
+
+/// Routes download streams to the appliers that want them: the [`TeeFn`] of a fetch
+/// hands the chunks of blob *d* to whoever called [`TeeRouter::want`]`(d)` before its
+/// download started from offset 0 (a resumed or already present blob is not streamed).
+#[derive(Clone, Default)]
+struct TeeRouter {
+    wants: Arc<Mutex<HashMap<Digest, StreamSlot>>>,
+}
+
+impl TeeRouter {
+    fn want(&self, digest: &Digest) -> oneshot::Receiver<mpsc::Receiver<Bytes>> {
+        let (tx, rx) = oneshot::channel();
+        self.lock().insert(digest.clone(), tx);
+        rx
+    }
+
+    fn forget(&self, digest: &Digest) {
+        self.lock().remove(digest);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Digest, StreamSlot>> {
+        self.wants.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn tee_fn(&self) -> TeeFn {
+        let me = self.clone();
+        Arc::new(move |desc: &Descriptor, offset: u64| {
+            if offset != 0 {
+                return None;
+            }
+            let slot = me.lock().remove(desc.digest())?;
+            let (tx, rx) = mpsc::channel(16);
+            slot.send(rx).ok()?;
+            Some(tx)
+        })
+    }
+}
+
+/// A reader over a download stream, as the `open` of
+/// [`LayerUnpacker::unpack_layer_verified`].
+fn stream_reader(
+    rx: mpsc::Receiver<Bytes>,
+) -> impl FnOnce() -> Result<Box<dyn Read + Send>> + Send + 'static {
+    move || {
+        Ok(Box::new(ChannelReader {
+            rx,
+            cur: Bytes::new(),
+        }) as Box<dyn Read + Send>)
+    }
 }
 
 /// A blocking [`Read`] over a download's chunks; EOF when the download ends.

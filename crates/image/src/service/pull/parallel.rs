@@ -1,0 +1,310 @@
+//! Step 3 of a pull for snapshotters that can rebase (overlay): every missing layer is
+//! downloaded and applied at the same time as the others, each from its own download
+//! stream into a parentless snapshot (overlay upperdir mode, whiteouts as 0:0 devices),
+//! then committed in layer order onto its parent with
+//! [`commit_rebase`](strata_snapshot::Snapshotter::commit_rebase) (containerd 2.2's
+//! parallel unpack).
+//!
+//! What a layer applied without its lowerdirs cannot know is settled at commit time:
+//! - directories the layer needed but did not contain are created with default metadata
+//!   and reported ([`ApplyStats::implied_dirs`](strata_diff::ApplyStats::implied_dirs));
+//!   before the commit they take the metadata of the lowerdirs that have them
+//!   ([`strata_diff::inherit_dirs`]), as an in-order apply would have given them;
+//! - a layer that cannot be applied alone (a hardlink to a file of a lower layer) fails
+//!   its parallel apply; it is applied again, in order, on its committed parent.
+//!
+//! Concurrency is bounded by [`FetchOptions::max_concurrent_downloads`](crate::service::FetchOptions::max_concurrent_downloads):
+//! each permit covers one layer's download and apply. Each task holds its ChainID's lock
+//! from before its prepare until its commit, so concurrent pulls in one process apply a
+//! layer once.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use strata_content::{Error, Labels, Result};
+use strata_diff::{ApplyOptions, ApplyStats, Compression, OverlayOptions};
+use strata_snapshot::{Snapshotter, unpack_key};
+use tokio::sync::{OwnedMutexGuard, Semaphore, watch};
+use tokio::task::JoinHandle;
+
+use super::{ChannelReader, Counts, Plan, TeeRouter};
+use crate::service::unpack::{LayerState, SNAPSHOT_REF};
+
+/// What a layer task left for the in-order committer.
+enum Staged {
+    /// The ChainID's snapshot existed (maybe made meanwhile by a concurrent unpacker).
+    Exists,
+    /// Applied into the parentless active snapshot `key`, whose directory is `upper`.
+    Applied {
+        key: String,
+        upper: PathBuf,
+        stats: ApplyStats,
+        streamed: bool,
+        _lock: OwnedMutexGuard<()>,
+    },
+    /// The layer could not be applied without its lowerdirs; its blob is committed.
+    Retry { cause: Error },
+}
+
+/// Fetches and applies the missing layers of `plan` in parallel, committing in order.
+pub(super) async fn run(plan: Arc<Plan>) -> Result<Counts> {
+    let router = TeeRouter::default();
+    let limiter = Arc::new(Semaphore::new(plan.fetch.max_concurrent_downloads.max(1)));
+    let (cancel_tx, cancel) = watch::channel(false);
+    let mut tasks: Vec<Option<JoinHandle<Result<Staged>>>> = Vec::new();
+    for i in 0..plan.layers.len() {
+        if plan.exists[i] && !plan.fetch_all {
+            tasks.push(None);
+            continue;
+        }
+        let (plan, router, limiter) = (plan.clone(), router.clone(), limiter.clone());
+        let mut cancel = cancel.clone();
+        tasks.push(Some(tokio::spawn(async move {
+            let _permit = tokio::select! {
+                p = limiter.acquire_owned() => p,
+                _ = cancel.wait_for(|c| *c) => return Err(cancelled()),
+            };
+            if plan.exists[i] {
+                plan.fetch_layer(i, &router).await?; // fetch_all: the blob only
+                return Ok(Staged::Exists);
+            }
+            stage(&plan, i, &router, cancel).await
+        })));
+    }
+    let res = commit_in_order(&plan, &mut tasks).await;
+    if res.is_err() {
+        // The tasks of layers not committed stop their downloads, which ends their
+        // applies, and remove their snapshots; wait for that, and remove the snapshots
+        // of those that had finished.
+        let _ = cancel_tx.send(true);
+        for t in tasks.iter_mut().filter_map(Option::take) {
+            if let Ok(Ok(Staged::Applied { key, .. })) = t.await {
+                let _ = plan.u.sn.remove(&key).await;
+            }
+        }
+    }
+    res
+}
+
+fn cancelled() -> Error {
+    Error::cancelled("another layer of this pull failed")
+}
+
+/// Prepares a parentless snapshot for layer `i` and applies the layer into it from its
+/// download stream (or its blob, when not streamed). Stops, removing the snapshot, when
+/// `cancel` turns true.
+async fn stage(
+    plan: &Plan,
+    i: usize,
+    router: &TeeRouter,
+    mut cancel: watch::Receiver<bool>,
+) -> Result<Staged> {
+    let (u, layer, chain) = (&plan.u, &plan.layers[i], &plan.chains[i]);
+    let lock_key = format!("sn://{}/{chain}", u.sn_name);
+    let lock = tokio::select! {
+        l = u.locks.lock(&lock_key) => l,
+        _ = cancel.wait_for(|c| *c) => return Err(cancelled()),
+    };
+    if u.exists(chain).await? {
+        plan.fetch_layer(i, router).await?;
+        u.hold(chain.as_ref()).await?;
+        return Ok(Staged::Exists);
+    }
+    let compression = Compression::from_media_type(layer.media_type().to_string().as_str())
+        .map_err(|e| e.context(format!("layer {}", layer.digest())))?;
+    let key = unpack_key(chain.as_ref());
+    u.hold(&key).await?;
+    let mut labels = Labels::new();
+    labels.insert(SNAPSHOT_REF.into(), chain.to_string());
+    let mounts = u.sn.prepare(&key, "", labels).await?;
+    let Some(upper) = strata_snapshot::overlay::upperdir(&mounts) else {
+        let _ = u.sn.remove(&key).await;
+        return Err(Error::failed_precondition(format!(
+            "snapshotter {} gave no directory to apply layer {} into",
+            u.sn_name,
+            layer.digest()
+        )));
+    };
+    let got = router.want(layer.digest());
+    let mut fetch = Box::pin(plan.fetch_layer(i, router));
+    let (stream, fetched) = tokio::select! {
+        rx = got => (rx.ok(), None),
+        res = &mut fetch => (None, Some(res)),
+        _ = cancel.wait_for(|c| *c) => (None, Some(Err(cancelled()))),
+    };
+    router.forget(layer.digest());
+    let streamed = stream.is_some();
+    let reader: Box<dyn std::io::Read + Send> = match stream {
+        Some(rx) => Box::new(ChannelReader {
+            rx,
+            cur: bytes::Bytes::new(),
+        }),
+        None => {
+            if let Some(Err(e)) = fetched {
+                let _ = u.sn.remove(&key).await;
+                return Err(e);
+            }
+            (u.blob_reader(layer).await?)()?
+        }
+    };
+    plan.emit(i, LayerState::Applying);
+    let dir = upper.clone();
+    let applied = tokio::task::spawn_blocking(move || {
+        let opts = ApplyOptions {
+            overlay: Some(OverlayOptions::default()),
+            ..Default::default()
+        };
+        strata_diff::apply_layer(reader, compression, &dir, &opts)
+    });
+    let fetched = match fetched {
+        Some(res) => res,
+        None => tokio::select! {
+            res = &mut fetch => res,
+            _ = cancel.wait_for(|c| *c) => Err(cancelled()),
+        },
+    };
+    drop(fetch); // a cancelled download ends the stream, and so the apply
+    let applied = applied
+        .await
+        .map_err(|e| Error::internal(format!("apply task failed: {e}")))?;
+    match (applied, fetched) {
+        (Ok(stats), Ok(())) => Ok(Staged::Applied {
+            key,
+            upper,
+            stats,
+            streamed,
+            _lock: lock,
+        }),
+        (_, Err(e)) => {
+            let _ = u.sn.remove(&key).await;
+            Err(e)
+        }
+        (Err(cause), Ok(())) => {
+            let _ = u.sn.remove(&key).await;
+            Ok(Staged::Retry { cause })
+        }
+    }
+}
+
+/// Waits for each layer's task in order and commits its snapshot onto its parent.
+async fn commit_in_order(
+    plan: &Plan,
+    tasks: &mut [Option<JoinHandle<Result<Staged>>>],
+) -> Result<Counts> {
+    let u = &plan.u;
+    let mut n = Counts::default();
+    for (i, task) in tasks.iter_mut().enumerate() {
+        let (layer, chain, diff_id) = (&plan.layers[i], &plan.chains[i], &plan.diff_ids[i]);
+        let staged = match task.take() {
+            None => Staged::Exists,
+            Some(t) => t
+                .await
+                .map_err(|e| Error::internal(format!("layer task: {e}")))??,
+        };
+        match staged {
+            Staged::Exists => {
+                u.label_uncompressed(layer, diff_id).await?;
+                n.existed += 1;
+                plan.emit(i, LayerState::Exists);
+            }
+            Staged::Retry { cause } => {
+                tracing::debug!(layer = %layer.digest(), %cause, "applying in order instead");
+                let open = u.blob_reader(layer).await?;
+                if u.unpack_layer(plan.parent(i), chain, layer, diff_id, open)
+                    .await?
+                {
+                    n.applied += 1;
+                    plan.emit(i, LayerState::Applied);
+                } else {
+                    n.existed += 1;
+                    plan.emit(i, LayerState::Exists);
+                }
+            }
+            Staged::Applied {
+                key,
+                upper,
+                stats,
+                streamed,
+                _lock,
+            } => {
+                let made = match commit(plan, i, &key, upper, stats).await {
+                    Ok(made) => made,
+                    Err(e) => {
+                        let _ = u.sn.remove(&key).await;
+                        return Err(e);
+                    }
+                };
+                u.label_uncompressed(layer, diff_id).await?;
+                if made {
+                    n.applied += 1;
+                    n.streamed += usize::from(streamed);
+                    plan.emit(i, LayerState::Applied);
+                } else {
+                    n.existed += 1;
+                    plan.emit(i, LayerState::Exists);
+                }
+            }
+        }
+    }
+    Ok(n)
+}
+
+/// Checks the DiffID, settles implied directories and commits `key` as layer `i`'s
+/// ChainID onto its parent. Returns whether this call made the snapshot (`false`: a
+/// concurrent unpacker had; `key` is removed).
+async fn commit(
+    plan: &Plan,
+    i: usize,
+    key: &str,
+    upper: PathBuf,
+    stats: ApplyStats,
+) -> Result<bool> {
+    let (u, layer, chain) = (&plan.u, &plan.layers[i], &plan.chains[i]);
+    if stats.diff_id != plan.diff_ids[i] {
+        return Err(Error::failed_precondition(format!(
+            "layer {} has DiffID {}, but the config says {}",
+            layer.digest(),
+            stats.diff_id,
+            plan.diff_ids[i]
+        )));
+    }
+    if let Some(parent) = plan.parent(i)
+        && !stats.implied_dirs.is_empty()
+    {
+        let lowers = lowerdirs(u.sn.as_ref(), parent.as_ref()).await?;
+        let dirs = stats.implied_dirs;
+        tokio::task::spawn_blocking(move || strata_diff::inherit_dirs(&upper, &lowers, &dirs))
+            .await
+            .map_err(|e| Error::internal(format!("inherit task failed: {e}")))?
+            .map_err(|e| e.context(format!("layer {}", layer.digest())))?;
+    }
+    u.hold(chain.as_ref()).await?;
+    let res = match plan.parent(i) {
+        None => u.sn.commit(chain.as_ref(), key, Labels::new()).await,
+        Some(p) => {
+            u.sn.commit_rebase(chain.as_ref(), key, p.as_ref(), Labels::new())
+                .await
+        }
+    };
+    match res {
+        Ok(()) => Ok(true),
+        Err(e) if e.is_already_exists() => {
+            let _ = u.sn.remove(key).await;
+            Ok(false)
+        }
+        Err(e) => Err(e.context(format!("commit snapshot {chain}"))),
+    }
+}
+
+/// The directories of committed snapshot `chain` and its parents, top first (from the
+/// mounts of a short-lived view).
+async fn lowerdirs(sn: &dyn Snapshotter, chain: &str) -> Result<Vec<PathBuf>> {
+    let key = unpack_key(chain);
+    let mounts = sn.view(&key, chain, Labels::new()).await?;
+    let _ = sn.remove(&key).await;
+    Ok(match mounts.as_slice() {
+        [m] if m.kind == "overlay" => m.lowerdirs().into_iter().map(PathBuf::from).collect(),
+        [m] if m.kind == "bind" => vec![PathBuf::from(&m.source)],
+        _ => Vec::new(),
+    })
+}
