@@ -8,8 +8,9 @@
 //!
 //! Compare uses the overlay fast path (the upperdir alone) when the upper mount is an
 //! overlay whose lowerdirs are exactly the lower tree (and [`DiffOpts::double_walk`] is
-//! off); otherwise it double-walks both trees, mounting them read-only where needed. The tar is produced on a blocking thread,
-//! compressed on another, and streamed into the content store.
+//! off); otherwise it double-walks both trees, mounting them read-only where needed. The
+//! tar is produced on a blocking thread, compressed on another, and streamed into the
+//! content store.
 
 use crate::apply::{ApplyOptions, ApplyStats, OverlayOptions, Progress, apply_layer};
 use crate::compare::{self, ChangeWriter, WriterOptions};
@@ -208,8 +209,10 @@ fn lower_dirs(lower: &[Mount]) -> Option<Vec<String>> {
     }
 }
 
-fn plan(lower: &[Mount], upper: &[Mount]) -> Plan {
-    if let [u] = upper
+/// The overlay fast path where it applies (unless `double_walk`), else the double walk.
+fn plan(lower: &[Mount], upper: &[Mount], double_walk: bool) -> Plan {
+    if !double_walk
+        && let [u] = upper
         && u.kind == "overlay"
         && let Some(ud) = u.option("upperdir")
     {
@@ -407,11 +410,7 @@ impl Comparer for WalkingDiff {
             w.truncate(0).await?;
         }
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
-        let p = if opts.double_walk {
-            Plan::Walk(lower.to_vec(), upper.to_vec())
-        } else {
-            plan(lower, upper)
-        };
+        let p = plan(lower, upper, opts.double_walk);
         let wopts = WriterOptions {
             source_date_epoch: opts.source_date_epoch,
         };
@@ -483,19 +482,23 @@ mod tests {
     fn plan_picks_overlay_fast_path_only_for_matching_lowers() {
         let upper = [ov("/s/3", "/s/2:/s/1")];
         assert!(matches!(
-            plan(&[ov("/s/2", "/s/1")], &upper),
+            plan(&[ov("/s/2", "/s/1")], &upper, false),
             Plan::Overlay(u, l) if u == Path::new("/s/3") && l.len() == 2
         ));
+        assert!(
+            matches!(plan(&[ov("/s/2", "/s/1")], &upper, true), Plan::Walk(..)),
+            "double_walk forces the walk"
+        );
         assert!(matches!(
-            plan(&[Mount::bind("/s/2", true)], &[ov("/s/3", "/s/2")]),
+            plan(&[Mount::bind("/s/2", true)], &[ov("/s/3", "/s/2")], false),
             Plan::Overlay(..)
         ));
         assert!(matches!(
-            plan(&[Mount::bind("/s/9", true)], &upper),
+            plan(&[Mount::bind("/s/9", true)], &upper, false),
             Plan::Walk(..)
         ));
         assert!(matches!(
-            plan(&[], &[Mount::bind("/s/1", false)]),
+            plan(&[], &[Mount::bind("/s/1", false)], false),
             Plan::Walk(..)
         ));
     }
