@@ -6,10 +6,13 @@
 //! target) decides; otherwise differing nanoseconds count as a change.
 
 use super::{Change, ChangeKind};
-use std::fs::{self, Metadata};
+use rustix::fd::OwnedFd;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use std::ffi::{OsStr, OsString};
+use std::fs;
 use std::io::{self, Read};
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 use strata_content::{Error, Result};
 
 /// Calls `f` with every change from `lower` (or an empty tree) to `upper`, in walk order:
@@ -45,6 +48,7 @@ fn io_err(what: &str, p: &Path, e: io::Error) -> Error {
     Error::io(format!("{what} {}", p.display()), e)
 }
 
+/// Names in `dir`, sorted bytewise (`.` and `..` left out).
 pub(crate) fn sorted_names(dir: &Path) -> Result<Vec<std::ffi::OsString>> {
     let mut v = Vec::new();
     for e in fs::read_dir(dir).map_err(|e| io_err("read dir", dir, e))? {
@@ -54,8 +58,120 @@ pub(crate) fn sorted_names(dir: &Path) -> Result<Vec<std::ffi::OsString>> {
     Ok(v)
 }
 
-fn lstat(p: &Path) -> Result<Metadata> {
-    fs::symlink_metadata(p).map_err(|e| io_err("lstat", p, e))
+/// An open directory of one of the trees. Entries are looked up relative to its fd, so a
+/// deep path is not resolved again for every `lstat`, `open` and `readlink`; the full path
+/// is kept for messages and for the calls that have no `*at` form.
+struct DirFd {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+const DIR_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::CLOEXEC)
+    .union(OFlags::NOCTTY);
+
+impl DirFd {
+    fn open_root(path: &Path) -> Result<DirFd> {
+        let fd = rustix::fs::open(path, DIR_FLAGS, Mode::empty())
+            .map_err(|e| io_err("open dir", path, e.into()))?;
+        Ok(DirFd {
+            fd,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn open_sub(&self, name: &OsStr) -> Result<DirFd> {
+        let path = self.path.join(name);
+        let fd = rustix::fs::openat(&self.fd, name, DIR_FLAGS | OFlags::NOFOLLOW, Mode::empty())
+            .map_err(|e| io_err("open dir", &path, e.into()))?;
+        Ok(DirFd { fd, path })
+    }
+
+    /// The entries' names and (where the filesystem reports it) types, sorted bytewise.
+    fn entries(&self) -> Result<Vec<(OsString, Option<FileType>)>> {
+        let err = |e: rustix::io::Errno| io_err("read dir", &self.path, e.into());
+        let mut d = rustix::fs::Dir::new(rustix::io::dup(&self.fd).map_err(err)?).map_err(err)?;
+        let mut v = Vec::new();
+        while let Some(e) = d.read() {
+            let e = e.map_err(err)?;
+            let name = e.file_name().to_bytes();
+            if name == b"." || name == b".." {
+                continue;
+            }
+            let ft = e.file_type();
+            v.push((
+                OsStr::from_bytes(name).to_os_string(),
+                (ft != FileType::Unknown).then_some(ft),
+            ));
+        }
+        v.sort_by(|a, b| a.0.as_encoded_bytes().cmp(b.0.as_encoded_bytes()));
+        Ok(v)
+    }
+
+    fn lstat(&self, name: &OsStr) -> Result<Md> {
+        rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW)
+            .map(Md::from)
+            .map_err(|e| io_err("lstat", &self.path.join(name), e.into()))
+    }
+
+    fn open_file(&self, name: &OsStr) -> Result<fs::File> {
+        rustix::fs::openat(
+            &self.fd,
+            name,
+            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NOCTTY,
+            Mode::empty(),
+        )
+        .map(fs::File::from)
+        .map_err(|e| io_err("open", &self.path.join(name), e.into()))
+    }
+
+    fn readlink(&self, name: &OsStr) -> Result<std::ffi::CString> {
+        rustix::fs::readlinkat(&self.fd, name, Vec::new())
+            .map_err(|e| io_err("readlink", &self.path.join(name), e.into()))
+    }
+}
+
+/// What the comparison needs of `lstat`.
+#[derive(Debug, Clone, Copy)]
+struct Md {
+    dev: u64,
+    ino: u64,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    rdev: u64,
+    size: u64,
+    mtime: i64,
+    mtime_nsec: u32,
+    nlink: u64,
+}
+
+impl From<rustix::fs::Stat> for Md {
+    #[allow(clippy::unnecessary_cast)] // the field types differ between architectures
+    fn from(s: rustix::fs::Stat) -> Md {
+        Md {
+            dev: s.st_dev as u64,
+            ino: s.st_ino as u64,
+            mode: s.st_mode as u32,
+            uid: s.st_uid as u32,
+            gid: s.st_gid as u32,
+            rdev: s.st_rdev as u64,
+            size: s.st_size as u64,
+            mtime: s.st_mtime as i64,
+            mtime_nsec: s.st_mtime_nsec as u32,
+            nlink: s.st_nlink as u64,
+        }
+    }
+}
+
+impl Md {
+    fn file_type(&self) -> FileType {
+        FileType::from_raw_mode(self.mode)
+    }
+    fn is_dir(&self) -> bool {
+        self.file_type() == FileType::Directory
+    }
 }
 
 fn walk(
@@ -65,15 +181,36 @@ fn walk(
     f: &mut dyn FnMut(Change) -> Result<()>,
     unchanged: &mut dyn FnMut(&Path) -> Result<()>,
 ) -> Result<()> {
-    let unames = sorted_names(upper)?;
+    let lower = lower.map(DirFd::open_root).transpose()?;
+    let upper = DirFd::open_root(upper)?;
+    let mut bufs = Bufs::default();
+    walk_dir(lower.as_ref(), &upper, rel, f, unchanged, &mut bufs)
+}
+
+/// Read buffers of the content comparison, allocated once per walk.
+#[derive(Default)]
+struct Bufs {
+    a: Vec<u8>,
+    b: Vec<u8>,
+}
+
+fn walk_dir(
+    lower: Option<&DirFd>,
+    upper: &DirFd,
+    rel: &Path,
+    f: &mut dyn FnMut(Change) -> Result<()>,
+    unchanged: &mut dyn FnMut(&Path) -> Result<()>,
+    bufs: &mut Bufs,
+) -> Result<()> {
+    let unames = upper.entries()?;
     let lnames = match lower {
-        Some(l) => sorted_names(l)?,
+        Some(l) => l.entries()?,
         None => Vec::new(),
     };
     let (mut i, mut j) = (0, 0);
     while i < lnames.len() || j < unames.len() {
         let ord = match (lnames.get(i), unames.get(j)) {
-            (Some(l), Some(u)) => l.as_encoded_bytes().cmp(u.as_encoded_bytes()),
+            (Some(l), Some(u)) => l.0.as_encoded_bytes().cmp(u.0.as_encoded_bytes()),
             (Some(_), None) => std::cmp::Ordering::Less,
             _ => std::cmp::Ordering::Greater,
         };
@@ -81,42 +218,44 @@ fn walk(
             std::cmp::Ordering::Less => {
                 f(Change {
                     kind: ChangeKind::Delete,
-                    path: rel.join(&lnames[i]),
+                    path: rel.join(&lnames[i].0),
                 })?;
                 i += 1;
             }
             std::cmp::Ordering::Greater => {
-                let name = &unames[j];
-                add_all(&upper.join(name), &rel.join(name), f)?;
+                let (name, ft) = &unames[j];
+                add_all(upper, name, *ft, &rel.join(name), f)?;
                 j += 1;
             }
             std::cmp::Ordering::Equal => {
-                let name = &unames[j];
-                let (lp, up) = (lower.expect("both").join(name), upper.join(name));
-                let (lm, um) = (lstat(&lp)?, lstat(&up)?);
+                let name = &unames[j].0;
+                let l = lower.expect("both");
+                let (lm, um) = (l.lstat(name)?, upper.lstat(name)?);
                 let r = rel.join(name);
                 if um.is_dir() {
+                    let usub = upper.open_sub(name)?;
                     if lm.is_dir() {
-                        if !same_file(&lp, &lm, &up, &um)? {
+                        if !same_file(l, upper, name, &lm, &um, bufs)? {
                             f(Change {
                                 kind: ChangeKind::Modify,
                                 path: r.clone(),
                             })?;
                         }
-                        walk(Some(&lp), &up, &r, f, unchanged)?;
+                        let lsub = l.open_sub(name)?;
+                        walk_dir(Some(&lsub), &usub, &r, f, unchanged, bufs)?;
                     } else {
                         f(Change {
                             kind: ChangeKind::Modify,
                             path: r.clone(),
                         })?;
-                        walk(None, &up, &r, f, unchanged)?;
+                        walk_dir(None, &usub, &r, f, unchanged, bufs)?;
                     }
-                } else if lm.is_dir() || !same_file(&lp, &lm, &up, &um)? {
+                } else if lm.is_dir() || !same_file(l, upper, name, &lm, &um, bufs)? {
                     f(Change {
                         kind: ChangeKind::Modify,
                         path: r,
                     })?;
-                } else if um.is_file() && um.nlink() > 1 {
+                } else if um.file_type() == FileType::RegularFile && um.nlink > 1 {
                     unchanged(&r)?;
                 }
                 i += 1;
@@ -127,21 +266,33 @@ fn walk(
     Ok(())
 }
 
-fn add_all(p: &Path, rel: &Path, f: &mut dyn FnMut(Change) -> Result<()>) -> Result<()> {
+/// Reports `name` in `dir` and, for a directory, everything below it as added.
+fn add_all(
+    dir: &DirFd,
+    name: &OsStr,
+    ft: Option<FileType>,
+    rel: &Path,
+    f: &mut dyn FnMut(Change) -> Result<()>,
+) -> Result<()> {
     f(Change {
         kind: ChangeKind::Add,
         path: rel.to_path_buf(),
     })?;
-    if lstat(p)?.is_dir() {
-        for name in sorted_names(p)? {
-            add_all(&p.join(&name), &rel.join(&name), f)?;
+    let is_dir = match ft {
+        Some(ft) => ft == FileType::Directory,
+        None => dir.lstat(name)?.is_dir(),
+    };
+    if is_dir {
+        let sub = dir.open_sub(name)?;
+        for (n, ft) in sub.entries()? {
+            add_all(&sub, &n, ft, &rel.join(&n), f)?;
         }
     }
     Ok(())
 }
 
 /// The `security.capability` xattr of a path (not following symlinks).
-pub(crate) fn capability(p: &Path) -> Result<Option<Vec<u8>>> {
+fn capability(p: &Path) -> Result<Option<Vec<u8>>> {
     let mut buf = vec![0u8; 256];
     match rustix::fs::lgetxattr(p, "security.capability", &mut buf[..]) {
         Ok(n) => {
@@ -153,49 +304,82 @@ pub(crate) fn capability(p: &Path) -> Result<Option<Vec<u8>>> {
     }
 }
 
-/// continuity's `sameFile`.
-pub(crate) fn same_file(lp: &Path, lm: &Metadata, up: &Path, um: &Metadata) -> Result<bool> {
-    if lm.dev() == um.dev() && lm.ino() == um.ino() {
-        return Ok(true);
-    }
-    if lm.mode() != um.mode()
-        || lm.uid() != um.uid()
-        || lm.gid() != um.gid()
-        || lm.rdev() != um.rdev()
-    {
-        return Ok(false);
-    }
-    if capability(lp)? != capability(up)? {
-        return Ok(false);
-    }
-    if lm.is_dir() {
-        return Ok(true);
-    }
-    if lm.size() != um.size() || lm.mtime() != um.mtime() {
-        return Ok(false);
-    }
-    if lm.mtime_nsec() == 0 && um.mtime_nsec() == 0 {
-        if lm.file_type().is_symlink() {
-            let a = fs::read_link(lp).map_err(|e| io_err("readlink", lp, e))?;
-            let b = fs::read_link(up).map_err(|e| io_err("readlink", up, e))?;
-            return Ok(a == b);
+/// The `security.capability` xattr of an open file.
+fn fcapability(f: &fs::File, p: &Path) -> Result<Option<Vec<u8>>> {
+    let mut buf = vec![0u8; 256];
+    match rustix::fs::fgetxattr(f, "security.capability", &mut buf[..]) {
+        Ok(n) => {
+            buf.truncate(n);
+            Ok(Some(buf))
         }
-        if lm.size() == 0 || !lm.is_file() {
-            return Ok(true);
-        }
-        return same_content(lp, up);
+        Err(rustix::io::Errno::NODATA) | Err(rustix::io::Errno::NOTSUP) => Ok(None),
+        Err(e) => Err(io_err("get capability of", p, e.into())),
     }
-    Ok(lm.mtime_nsec() == um.mtime_nsec())
 }
 
-fn same_content(a: &Path, b: &Path) -> Result<bool> {
-    let mut fa = fs::File::open(a).map_err(|e| io_err("open", a, e))?;
-    let mut fb = fs::File::open(b).map_err(|e| io_err("open", b, e))?;
-    let mut ba = vec![0u8; 64 * 1024];
-    let mut bb = vec![0u8; 64 * 1024];
+/// continuity's `sameFile` for `name` in `ld` (lower) and `ud` (upper): the same when
+/// type, permissions, owner, device, `security.capability` and, for non-directories,
+/// size and mtime seconds match, and then the nanoseconds match or, when both are zero
+/// (possibly truncated), the content or link target does. The checks are ordered
+/// cheapest first; the result is the same as continuity's order.
+fn same_file(
+    ld: &DirFd,
+    ud: &DirFd,
+    name: &OsStr,
+    lm: &Md,
+    um: &Md,
+    bufs: &mut Bufs,
+) -> Result<bool> {
+    if lm.dev == um.dev && lm.ino == um.ino {
+        return Ok(true);
+    }
+    if lm.mode != um.mode || lm.uid != um.uid || lm.gid != um.gid || lm.rdev != um.rdev {
+        return Ok(false);
+    }
+    let (lp, up) = (ld.path.join(name), ud.path.join(name));
+    let dir = lm.is_dir();
+    if !dir && (lm.size != um.size || lm.mtime != um.mtime) {
+        return Ok(false);
+    }
+    let truncated = lm.mtime_nsec == 0 && um.mtime_nsec == 0;
+    if !dir && truncated && lm.file_type() == FileType::RegularFile && lm.size > 0 {
+        // The content decides: open both once, and read the capabilities through the fds.
+        let (fa, fb) = (ld.open_file(name)?, ud.open_file(name)?);
+        if fcapability(&fa, &lp)? != fcapability(&fb, &up)? {
+            return Ok(false);
+        }
+        return same_content(fa, &lp, fb, &up, bufs);
+    }
+    if capability(&lp)? != capability(&up)? {
+        return Ok(false);
+    }
+    if dir {
+        return Ok(true);
+    }
+    if truncated {
+        if lm.file_type() == FileType::Symlink {
+            return Ok(ld.readlink(name)? == ud.readlink(name)?);
+        }
+        return Ok(true);
+    }
+    Ok(lm.mtime_nsec == um.mtime_nsec)
+}
+
+const CMP_BUF: usize = 64 * 1024;
+
+fn same_content(
+    mut fa: fs::File,
+    a: &Path,
+    mut fb: fs::File,
+    b: &Path,
+    bufs: &mut Bufs,
+) -> Result<bool> {
+    bufs.a.resize(CMP_BUF, 0);
+    bufs.b.resize(CMP_BUF, 0);
+    let (ba, bb) = (&mut bufs.a[..], &mut bufs.b[..]);
     loop {
-        let na = read_full(&mut fa, &mut ba).map_err(|e| io_err("read", a, e))?;
-        let nb = read_full(&mut fb, &mut bb).map_err(|e| io_err("read", b, e))?;
+        let na = read_full(&mut fa, ba).map_err(|e| io_err("read", a, e))?;
+        let nb = read_full(&mut fb, bb).map_err(|e| io_err("read", b, e))?;
         if na != nb || ba[..na] != bb[..nb] {
             return Ok(false);
         }
