@@ -399,3 +399,183 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     }
     Ok(n)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustix::fs::{Timespec, Timestamps, utimensat};
+
+    /// Both trees get `setup`, then `change` is applied to the upper one; the changes.
+    fn changes_after(
+        setup: impl Fn(&Path),
+        change: impl Fn(&Path),
+    ) -> (Vec<(ChangeKind, String)>, Vec<String>) {
+        let t = tempfile::tempdir().unwrap();
+        let (l, u) = (t.path().join("l"), t.path().join("u"));
+        for d in [&l, &u] {
+            fs::create_dir(d).unwrap();
+            setup(d);
+        }
+        change(&u);
+        let (mut got, mut kept) = (Vec::new(), Vec::new());
+        changes_with_links(
+            Some(&l),
+            &u,
+            &mut |c| {
+                got.push((c.kind, c.path.to_string_lossy().into_owned()));
+                Ok(())
+            },
+            &mut |p| {
+                kept.push(p.to_string_lossy().into_owned());
+                Ok(())
+            },
+        )
+        .unwrap();
+        (got, kept)
+    }
+
+    fn set_mtime(p: &Path, sec: i64, nsec: i64) {
+        let ts = Timespec {
+            tv_sec: sec,
+            tv_nsec: nsec as _,
+        };
+        utimensat(
+            rustix::fs::CWD,
+            p,
+            &Timestamps {
+                last_access: ts,
+                last_modification: ts,
+            },
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .unwrap();
+    }
+
+    fn file(root: &Path, name: &str, data: &[u8], nsec: i64) {
+        let p = root.join(name);
+        fs::write(&p, data).unwrap();
+        set_mtime(&p, 1_700_000_000, nsec);
+    }
+
+    fn modified(names: &[&str]) -> Vec<(ChangeKind, String)> {
+        names
+            .iter()
+            .map(|n| (ChangeKind::Modify, n.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn truncated_mtimes_compare_content_and_link_targets() {
+        let (got, _) = changes_after(
+            |r| {
+                file(r, "same", b"abcd", 0);
+                file(r, "differs", b"abcd", 0);
+                file(r, "empty", b"", 0);
+                std::os::unix::fs::symlink("aaaa", r.join("link")).unwrap();
+                set_mtime(&r.join("link"), 1_700_000_000, 0);
+                std::os::unix::fs::symlink("aaaa", r.join("samelink")).unwrap();
+                set_mtime(&r.join("samelink"), 1_700_000_000, 0);
+            },
+            |u| {
+                file(u, "same", b"abcd", 0);
+                file(u, "differs", b"abce", 0);
+                file(u, "empty", b"", 0);
+                fs::remove_file(u.join("link")).unwrap();
+                std::os::unix::fs::symlink("bbbb", u.join("link")).unwrap();
+                set_mtime(&u.join("link"), 1_700_000_000, 0);
+            },
+        );
+        assert_eq!(got, modified(&["differs", "link"]));
+    }
+
+    #[test]
+    fn nanoseconds_decide_when_not_truncated() {
+        let (got, _) = changes_after(
+            |r| {
+                file(r, "a", b"abcd", 5);
+                file(r, "b", b"abcd", 5);
+                file(r, "c", b"abcd", 0);
+                file(r, "size", b"abcd", 0);
+            },
+            |u| {
+                file(u, "a", b"wxyz", 5); // same size and mtime: trusted as unchanged
+                file(u, "b", b"abcd", 6);
+                file(u, "c", b"abcd", 7);
+                file(u, "size", b"abcde", 0);
+            },
+        );
+        assert_eq!(got, modified(&["b", "c", "size"]));
+    }
+
+    #[test]
+    fn adds_deletes_nested_trees_and_kept_hardlinks() {
+        let (got, kept) = changes_after(
+            |r| {
+                fs::create_dir_all(r.join("d/e")).unwrap();
+                file(r, "d/e/f", b"f", 0);
+                file(r, "h", b"h", 0);
+                fs::hard_link(r.join("h"), r.join("h2")).unwrap();
+                set_mtime(&r.join("d/e"), 1_700_000_000, 0);
+                set_mtime(&r.join("d"), 1_700_000_000, 0);
+            },
+            |u| {
+                fs::remove_dir_all(u.join("d/e")).unwrap();
+                fs::create_dir_all(u.join("n/m")).unwrap();
+                file(u, "n/m/x", b"x", 0);
+                set_mtime(&u.join("d"), 1_700_000_000, 0);
+            },
+        );
+        assert_eq!(
+            got,
+            vec![
+                (ChangeKind::Delete, "d/e".into()),
+                (ChangeKind::Add, "n".into()),
+                (ChangeKind::Add, "n/m".into()),
+                (ChangeKind::Add, "n/m/x".into()),
+            ]
+        );
+        assert_eq!(kept, ["h", "h2"]);
+    }
+
+    #[test]
+    fn capability_differences_are_changes() {
+        // SAFETY: getuid has no preconditions.
+        if unsafe { libc::getuid() } != 0 {
+            eprintln!("SKIP: setting security.capability needs root");
+            return;
+        }
+        // v2 file capabilities: cap_net_raw / cap_net_bind_service, permitted + effective.
+        let raw: &[u8] = &[
+            1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ];
+        let bind: &[u8] = &[
+            1, 0, 0, 2, 0, 0x04, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ];
+        let setcap = |p: &Path, v: &[u8]| {
+            rustix::fs::lsetxattr(p, "security.capability", v, rustix::fs::XattrFlags::empty())
+                .unwrap()
+        };
+        let (got, _) = changes_after(
+            |r| {
+                file(r, "trunc", b"abcd", 0); // compared through the opened fds
+                file(r, "nanos", b"abcd", 9); // compared by path
+                file(r, "same", b"abcd", 0);
+                fs::create_dir(r.join("dir")).unwrap();
+                setcap(&r.join("trunc"), raw);
+                setcap(&r.join("nanos"), raw);
+                setcap(&r.join("same"), raw);
+                set_mtime(&r.join("trunc"), 1_700_000_000, 0);
+                set_mtime(&r.join("nanos"), 1_700_000_000, 9);
+                set_mtime(&r.join("same"), 1_700_000_000, 0);
+            },
+            |u| {
+                setcap(&u.join("trunc"), bind);
+                setcap(&u.join("nanos"), bind);
+                setcap(&u.join("dir"), raw);
+                set_mtime(&u.join("trunc"), 1_700_000_000, 0);
+                set_mtime(&u.join("nanos"), 1_700_000_000, 9);
+            },
+        );
+        assert_eq!(got, modified(&["dir", "nanos", "trunc"]));
+    }
+}
