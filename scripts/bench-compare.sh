@@ -88,7 +88,17 @@ strata_clean() { # root
   umount_below "$1"
   rm -rf "$1"
 }
-trap 'ctd_kill' EXIT
+SCRATCH_MNT=
+cleanup() {
+  ctd_kill
+  if [ -n "$SCRATCH_MNT" ]; then
+    umount_below "$SCRATCH_MNT"
+    bash "$PEERS/scratch-fs.sh" umount "$SCRATCH_MNT" >/dev/null 2>&1 || true
+  fi
+  umount_below "$OUT"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 run_fs() { # label dir
   local label=$1 dir=$2 sn
@@ -172,8 +182,10 @@ for fs in $FS; do
     root) run_fs root "$OUT/rootfs" ;;
     scratch)
       bash "$PEERS/scratch-fs.sh" mount "$OUT/scratch" "${SCRATCH_SIZE:-12G}" >/dev/null
+      SCRATCH_MNT=$OUT/scratch
       run_fs scratch "$OUT/scratch"
-      bash "$PEERS/scratch-fs.sh" umount "$OUT/scratch" >/dev/null ;;
+      bash "$PEERS/scratch-fs.sh" umount "$OUT/scratch" >/dev/null
+      SCRATCH_MNT= ;;
   esac
 done
 echo "# done $(date -u +%FT%TZ) load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/summary"
