@@ -7,11 +7,20 @@
 # on the root fs and on a fresh loop ext4 (../shared/peers/scratch-fs.sh), with containerd's
 # root on the same filesystem as ours. Then the commit of the 2,000-file change of
 # ../shared/peers/modify-tree.sh on debian:multi (gzip), timed end to end.
-# Prints median wall seconds, ratios strata/containerd and peak RSS.
+# Prints median wall seconds (and every sample), ratios strata/containerd and peak RSS.
+#
+# No tree is deleted while a group of runs (one image, one snapshotter) is timed: each run
+# gets its own directory and they are removed together after the group, followed by
+# SETTLE seconds of rest. Creating inodes on ext4 right after deleting thousands costs up
+# to 10x more kernel time (ext4's inode allocator skips, one by one, inodes deleted in the
+# last 60-300 s: `recently_deleted` in perf), which made single runs vary 2-15 s and
+# would bill one tool for the other's cleanup. On the scratch fs each group gets a fresh
+# ext4.
 #
 # usage: scripts/bench-pull.sh [RUNS]   env: IMAGES ("debian:minbase debian:multi
 #        debian-zstd:multi"), FS ("root scratch"), SNAPSHOTTERS ("overlay native"),
-#        EXTRAS (1: also umoci unpack and the commit), REGISTRY_ADDR, PEERS_DATA
+#        EXTRAS (1: also umoci unpack and the commit), SETTLE (seconds of rest after a
+#        group's cleanup on the root fs; 120), REGISTRY_ADDR, PEERS_DATA
 # needs: ../shared/peers/install.sh, registry.sh start, build-images.sh
 set -euo pipefail
 RUNS=${1:-3}
@@ -23,6 +32,7 @@ IMAGES=${IMAGES:-debian:minbase debian:multi debian-zstd:multi}
 FS=${FS:-root scratch}
 SNAPSHOTTERS=${SNAPSHOTTERS:-overlay native}
 EXTRAS=${EXTRAS:-1}
+SETTLE=${SETTLE:-120}
 OUT=${OUT:-/tmp/strata-bench-pull}
 mkdir -p "$OUT"
 
@@ -59,15 +69,29 @@ EOF
   echo "containerd did not start" >&2
   return 1
 }
-ctd_stop() { # base
+unmount_under() { # dir
+  findmnt -rn -o TARGET | grep "^$1/" | sort -r | while read -r m; do umount "$m" || umount -l "$m"; done || true
+}
+ctd_stop() { # base (kept on disk until the group's cleanup)
   [ -n "$CTD_PID" ] && kill "$CTD_PID" 2>/dev/null && wait "$CTD_PID" 2>/dev/null || true
   CTD_PID=
-  findmnt -rn -o TARGET | grep "^$1/" | sort -r | while read -r m; do umount "$m" || umount -l "$m"; done || true
-  rm -rf "$1"
+  unmount_under "$1"
 }
-strata_clean() { # root
-  findmnt -rn -o TARGET | grep "^$1/" | sort -r | while read -r m; do umount "$m" || umount -l "$m"; done || true
-  rm -rf "$1"
+# A place for one group of runs: a fresh ext4 on the scratch fs, a new directory on root.
+group_start() { # label dir
+  if [ "$1" = scratch ]; then
+    bash "$PEERS/scratch-fs.sh" mount "$2" 24G >/dev/null
+  else
+    mkdir -p "$2"
+  fi
+}
+group_end() { # label dir
+  unmount_under "$2"
+  if [ "$1" = scratch ]; then
+    bash "$PEERS/scratch-fs.sh" umount "$2" >/dev/null
+  else
+    rm -rf "$2"; sync; sleep "$SETTLE"
+  fi
 }
 
 run_fs() { # label dir
@@ -76,22 +100,24 @@ run_fs() { # label dir
     local ref="$REG/$img" sn ctdsn
     for sn in $SNAPSHOTTERS; do
       ctdsn=$([ $sn = overlay ] && echo overlayfs || echo native)
-      local s=() c=() rs=() i out
+      local s=() c=() rs=() i out g=$dir/group
+      group_start "$label" "$g"
       for i in $(seq "$RUNS"); do
-        strata_clean "$dir/strata"
-        out=$(timed "$STRATA" --root "$dir/strata" --snapshotter $sn image pull --plain-http "$ref")
+        out=$(timed "$STRATA" --root "$g/strata-$i" --snapshotter $sn image pull --plain-http "$ref")
         s+=("${out% *}"); rs+=("${out#* }")
-        strata_clean "$dir/strata"
-        ctd_start "$dir/ctd"
-        out=$(timed ctr -a "$dir/ctd/c.sock" -n bench images pull --plain-http --snapshotter "$ctdsn" "$ref")
+        unmount_under "$g/strata-$i"
+        ctd_start "$g/ctd-$i"
+        out=$(timed ctr -a "$g/ctd-$i/c.sock" -n bench images pull --plain-http --snapshotter "$ctdsn" "$ref")
         c+=("${out% *}")
-        ctd_stop "$dir/ctd"
+        ctd_stop "$g/ctd-$i"
       done
+      group_end "$label" "$g"
       local ms mc mr
       ms=$(printf '%s\n' "${s[@]}" | median); mc=$(printf '%s\n' "${c[@]}" | median)
       mr=$(printf '%s\n' "${rs[@]}" | sort -g | tail -1)
-      printf '%-7s %-20s %-8s strata %6.2fs  ctr %6.2fs  ratio %.2f  strata peak RSS %d MiB\n' \
-        "$label" "$img" "$sn" "$ms" "$mc" "$(echo "$ms / $mc" | bc -l)" "$((mr / 1024))" | tee -a "$OUT/summary"
+      printf '%-7s %-20s %-8s strata %6.2fs  ctr %6.2fs  ratio %.2f  strata peak RSS %d MiB  (strata: %s; ctr: %s)\n' \
+        "$label" "$img" "$sn" "$ms" "$mc" "$(echo "$ms / $mc" | bc -l)" "$((mr / 1024))" \
+        "${s[*]}" "${c[*]}" | tee -a "$OUT/summary"
     done
     # umoci unpack of the same image (from the OCI layout built by build-images.sh)
     local layout tag u=() out
@@ -101,31 +127,33 @@ run_fs() { # label dir
     esac
     tag=${img#*:}
     if [ "$EXTRAS" = 1 ] && command -v umoci >/dev/null && [ -d "$layout" ] && [ "${img%%:*}" = debian ]; then
+      group_start "$label" "$dir/group"
       for i in $(seq "$RUNS"); do
-        rm -rf "$dir/umoci"
-        out=$(timed umoci unpack --image "$layout:$tag" "$dir/umoci")
+        out=$(timed umoci unpack --image "$layout:$tag" "$dir/group/umoci-$i")
         u+=("${out% *}")
       done
-      rm -rf "$dir/umoci"
+      group_end "$label" "$dir/group"
       printf '%-7s %-20s umoci unpack %6.2fs (unpack only, no download)\n' "$label" "$img" \
         "$(printf '%s\n' "${u[@]}" | median)" | tee -a "$OUT/summary"
     fi
   done
   # commit: the 2,000-file change on debian:multi, gzip, overlay
   if [ "$EXTRAS" = 1 ] && [[ " $IMAGES " == *" debian:multi "* ]]; then
-    local cm=() out
+    local cm=() out g=$dir/group
+    group_start "$label" "$g"
     for i in $(seq "$RUNS"); do
-      strata_clean "$dir/strata"
-      "$STRATA" --root "$dir/strata" --snapshotter overlay image pull --plain-http "$REG/debian:multi" >/dev/null 2>&1
-      "$STRATA" --root "$dir/strata" --snapshotter overlay snapshot prepare ctr --from-image "$REG/debian:multi" >/dev/null
-      mkdir -p "$dir/mnt"
-      "$STRATA" --root "$dir/strata" --snapshotter overlay snapshot mount ctr "$dir/mnt"
-      bash "$PEERS/modify-tree.sh" "$dir/mnt" >/dev/null
-      umount "$dir/mnt"
-      out=$(timed "$STRATA" --root "$dir/strata" --snapshotter overlay image commit ctr bench/committed:1)
+      local st=$g/strata-$i
+      "$STRATA" --root "$st" --snapshotter overlay image pull --plain-http "$REG/debian:multi" >/dev/null 2>&1
+      "$STRATA" --root "$st" --snapshotter overlay snapshot prepare ctr --from-image "$REG/debian:multi" >/dev/null
+      mkdir -p "$g/mnt"
+      "$STRATA" --root "$st" --snapshotter overlay snapshot mount ctr "$g/mnt"
+      bash "$PEERS/modify-tree.sh" "$g/mnt" >/dev/null
+      umount "$g/mnt"
+      out=$(timed "$STRATA" --root "$st" --snapshotter overlay image commit ctr bench/committed:1)
       cm+=("${out% *}")
+      unmount_under "$st"
     done
-    strata_clean "$dir/strata"
+    group_end "$label" "$g"
     printf '%-7s debian:multi commit of the modify-tree.sh change (gzip, overlay): %.2fs\n' "$label" \
       "$(printf '%s\n' "${cm[@]}" | median)" | tee -a "$OUT/summary"
   fi
@@ -135,9 +163,6 @@ echo "# $(date -u +%FT%TZ) strata bench-pull, $RUNS runs, $(nproc) cores, load $
 for fs in $FS; do
   case $fs in
     root) run_fs root "$OUT/rootfs" ;;
-    scratch)
-      bash "$PEERS/scratch-fs.sh" mount "$OUT/scratch" 24G >/dev/null
-      run_fs scratch "$OUT/scratch"
-      bash "$PEERS/scratch-fs.sh" umount "$OUT/scratch" >/dev/null ;;
+    scratch) run_fs scratch "$OUT/scratch" ;;
   esac
 done

@@ -8,9 +8,9 @@ use std::io::{self, Read};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 /// Size of one buffer passed from the decoder to the parser.
-pub const CHUNK: usize = 1 << 20;
+pub const CHUNK: usize = 256 << 10;
 /// Buffers in flight.
-pub const DEPTH: usize = 6;
+pub const DEPTH: usize = 8;
 
 /// What the decode stage saw: the sha256 of every uncompressed byte and their count.
 #[derive(Debug, Clone)]

@@ -21,7 +21,7 @@ use std::time::SystemTime;
 use tokio::task::JoinHandle;
 
 /// Bytes buffered before a `pwrite`.
-const CHUNK: usize = 4 << 20;
+const CHUNK: usize = 1 << 20;
 /// Writes at least this large are hashed with `block_in_place` on a multi-thread runtime.
 const HASH_OFFLOAD: usize = 256 << 10;
 
