@@ -135,9 +135,9 @@ pub async fn run(g: &Global, cmd: Cmd) -> Result<(), Box<dyn std::error::Error>>
         tokio::task::spawn_blocking(move || mount::unmount_all(&target)).await??;
         return Ok(());
     }
-    let (name, sn) = open_snapshotter(g)?;
+    let (_, sn) = open_snapshotter(g)?;
     if let Cmd::Diff(args) = cmd {
-        let res = diff(g, &name, sn.as_ref(), args).await;
+        let res = diff(g, sn.as_ref(), args).await;
         sn.close().await?;
         return res;
     }
@@ -279,13 +279,9 @@ pub struct DiffArgs {
 }
 
 /// Mounts to read snapshot `key` from: none for `""` (an empty tree); its own mounts when
-/// it is active or a view; for a committed snapshot a temporary view, whose key is pushed
-/// to `views` for the caller to remove — except on `native`, where the committed
-/// directory is bound read-only instead (what containerd's native View mounts; strata's
-/// native View would copy the whole tree first).
+/// it is active or a view; for a committed snapshot a temporary view (a scratch key GC
+/// collects if we die), whose key is pushed to `views` for the caller to remove.
 async fn read_mounts(
-    g: &Global,
-    sn_name: &str,
     sn: &dyn Snapshotter,
     key: &str,
     views: &mut Vec<String>,
@@ -297,22 +293,7 @@ async fn read_mounts(
     if info.kind != strata::snapshot::Kind::Committed {
         return sn.mounts(key).await;
     }
-    if sn_name == "native" {
-        let root = g.snapshotter_root(sn_name);
-        let db = root.join("metadata.db");
-        let k = key.to_owned();
-        let id = tokio::task::spawn_blocking(move || {
-            let ms = strata::snapshot::storage::MetaStore::open(&db)?;
-            let id = ms.read(|tx| tx.get_info(&k))?.0;
-            ms.close();
-            Ok::<_, Error>(id)
-        })
-        .await
-        .map_err(|e| Error::internal(format!("metastore task: {e}")))??;
-        let dir = root.join("snapshots").join(id.to_string());
-        return Ok(vec![mount::Mount::bind(dir.to_string_lossy(), true)]);
-    }
-    let view = format!("diff-view-{key}-{:016x}", rand_u64());
+    let view = format!("commit-view-diff-{:016x}", rand_u64());
     let m = sn.view(&view, key, Labels::new()).await?;
     views.push(view);
     Ok(m)
@@ -327,7 +308,6 @@ fn rand_u64() -> u64 {
 /// two snapshots' mounts, with [`WalkingDiff`](strata::diff::WalkingDiff) as the Comparer.
 async fn diff(
     g: &Global,
-    sn_name: &str,
     sn: &dyn Snapshotter,
     a: DiffArgs,
 ) -> Result<(), Box<dyn std::error::Error>> {
@@ -357,8 +337,8 @@ async fn diff(
     };
     let mut views = Vec::new();
     let res = async {
-        let lower = read_mounts(g, sn_name, sn, &parent, &mut views).await?;
-        let upper = read_mounts(g, sn_name, sn, &a.key, &mut views).await?;
+        let lower = read_mounts(sn, &parent, &mut views).await?;
+        let upper = read_mounts(sn, &a.key, &mut views).await?;
         WalkingDiff::new(Arc::new(store.clone()))
             .compare(&lower, &upper, opts)
             .await

@@ -1,12 +1,15 @@
 //! The native snapshotter: every snapshot is a complete directory tree.
 //!
-//! Layout: `<root>/metadata.db`, `<root>/snapshots/<id>/` (the tree itself). `prepare` and
-//! `view` on a parent copy the parent's tree ([`crate::copy::copy_dir`]: reflinks where the
-//! filesystem has them). Mounts are a `bind` of the directory (`ro` for views). Works on
-//! any filesystem and without overlayfs; slower than overlay for deep chains.
+//! Layout: `<root>/metadata.db`, `<root>/snapshots/<id>/` (the tree itself). `prepare` on
+//! a parent copies the parent's tree ([`crate::copy::copy_dir`]: reflinks where the
+//! filesystem has them); its mounts are a `bind` of its directory. A `view` copies
+//! nothing: as in containerd, its mount is a read-only `bind` of its parent's directory
+//! (committed snapshots never change, and a parent with children cannot be removed).
+//! Works on any filesystem and without overlayfs; slower than overlay for deep chains.
 
 use crate::base::{Base, blocking};
 use crate::snapshotter::{Info, Kind, Snapshotter, Usage};
+use crate::storage::Snapshot;
 use crate::{Mount, copy, du};
 use async_trait::async_trait;
 use std::os::unix::fs::PermissionsExt;
@@ -36,19 +39,27 @@ impl NativeSnapshotter {
         &self.base.root
     }
 
-    /// The directory holding snapshot `key`'s tree (active or view).
+    /// The directory holding snapshot `key`'s tree: its own for an active snapshot, its
+    /// parent's for a view (an empty directory for a view without parent).
     ///
     /// # Errors
     /// As [`Snapshotter::mounts`].
     pub fn snapshot_dir(&self, key: &str) -> Result<PathBuf> {
         let s = self.base.ms.read(|tx| tx.get_snapshot(key))?;
-        Ok(self.base.dir(s.id))
+        Ok(self.tree_of(&s))
     }
 
-    fn mounts_of(&self, id: u64, kind: Kind) -> Vec<Mount> {
+    fn tree_of(&self, s: &Snapshot) -> PathBuf {
+        match (s.kind, s.parent_ids.first()) {
+            (Kind::View, Some(p)) => self.base.dir(*p),
+            _ => self.base.dir(s.id),
+        }
+    }
+
+    fn mounts_of(&self, s: &Snapshot) -> Vec<Mount> {
         vec![Mount::bind(
-            self.base.dir(id).to_string_lossy().into_owned(),
-            kind == Kind::View,
+            self.tree_of(s).to_string_lossy().into_owned(),
+            s.kind == Kind::View,
         )]
     }
 
@@ -65,12 +76,12 @@ impl NativeSnapshotter {
             let base = this.base.clone();
             let s = base.create(kind, &key, &parent, &labels, |tmp, parents| {
                 match parents.first() {
-                    Some(p) => copy::copy_dir(&base.dir(*p), tmp),
-                    None => std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(0o755))
+                    Some(p) if kind == Kind::Active => copy::copy_dir(&base.dir(*p), tmp),
+                    _ => std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(0o755))
                         .map_err(|e| Error::io(format!("chmod {}", tmp.display()), e)),
                 }
             })?;
-            Ok(this.mounts_of(s.id, s.kind))
+            Ok(this.mounts_of(&s))
         })
         .await
     }
@@ -105,7 +116,7 @@ impl Snapshotter for NativeSnapshotter {
         let (this, key) = (self.clone(), key.to_owned());
         blocking(move || {
             let s = this.base.ms.read(|tx| tx.get_snapshot(&key))?;
-            Ok(this.mounts_of(s.id, s.kind))
+            Ok(this.mounts_of(&s))
         })
         .await
     }
@@ -141,5 +152,50 @@ impl Snapshotter for NativeSnapshotter {
     async fn close(&self) -> Result<()> {
         self.base.ms.close();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    /// A view copies nothing: it is a read-only bind of its parent's directory, which
+    /// cannot be removed while the view exists.
+    #[tokio::test]
+    async fn view_binds_the_parent_read_only() {
+        let d = tempfile::tempdir().unwrap();
+        let sn = NativeSnapshotter::open(d.path()).unwrap();
+        let m = sn.prepare("a", "", Labels::new()).await.unwrap();
+        std::fs::write(Path::new(&m[0].source).join("f"), "x").unwrap();
+        sn.commit("c", "a", Labels::new()).await.unwrap();
+        let v = sn.view("v", "c", Labels::new()).await.unwrap();
+        assert_eq!(v.len(), 1);
+        assert!(v[0].is_readonly());
+        assert_eq!(v, sn.mounts("v").await.unwrap());
+        let committed = std::fs::metadata(Path::new(&v[0].source).join("f")).unwrap();
+        let active = sn.prepare("b", "c", Labels::new()).await.unwrap();
+        let copied = std::fs::metadata(Path::new(&active[0].source).join("f")).unwrap();
+        assert_ne!(committed.ino(), copied.ino(), "prepare copies");
+        assert_eq!(
+            sn.snapshot_dir("v").unwrap(),
+            PathBuf::from(&v[0].source),
+            "the view's tree is its parent's"
+        );
+        let wrote =
+            crate::mount::with_temp_mount(&v, |root| std::fs::write(root.join("g"), "y")).unwrap();
+        assert_eq!(
+            wrote.unwrap_err().raw_os_error(),
+            Some(libc::EROFS),
+            "read-only"
+        );
+        sn.remove("b").await.unwrap();
+        assert!(sn.remove("c").await.unwrap_err().is_failed_precondition());
+        sn.remove("v").await.unwrap();
+        sn.remove("c").await.unwrap();
+        // A view without parent is an empty read-only directory of its own.
+        let e = sn.view("empty", "", Labels::new()).await.unwrap();
+        assert!(e[0].is_readonly());
+        assert_eq!(std::fs::read_dir(&e[0].source).unwrap().count(), 0);
     }
 }
