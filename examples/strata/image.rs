@@ -285,10 +285,10 @@ fn progress(verb: &'static str) -> ProgressFn {
     })
 }
 
-/// Keeps the big transient I/O buffers (the content writer's 4 MiB chunks, moved between
-/// threads) out of glibc's per-thread arenas, where they would otherwise stay resident
-/// after use: a fixed mmap threshold (which also stops glibc's dynamic threshold from
-/// growing to 4 MiB) and at most two arenas. Cuts the peak RSS of a pull by ~25 MiB.
+/// Keeps the big transient I/O buffers (the content writer's 1 MiB chunks and the apply
+/// pipeline's 256 KiB buffers, moved between threads) out of glibc's per-thread arenas,
+/// where they would otherwise stay resident after use: a fixed mmap threshold (which also
+/// stops glibc's dynamic threshold from growing) and at most two arenas.
 fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {

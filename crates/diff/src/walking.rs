@@ -134,13 +134,21 @@ impl Read for ReadAt {
 /// This is the entry point for streaming pulls that already have a reader.
 ///
 /// # Errors
-/// `InvalidArgument` for no mounts or a malformed layer; `Io` for mount/filesystem errors.
+/// `InvalidArgument` for no mounts, a read-only mount (a view: with the native backend
+/// it is its parent's own directory) or a malformed layer; `Io` for mount/filesystem
+/// errors.
 pub fn apply_to_mounts<R: Read + Send>(
     reader: R,
     compression: Compression,
     mounts: &[Mount],
     mut opts: ApplyOptions,
 ) -> Result<ApplyStats> {
+    if let Some(m) = mounts.iter().find(|m| m.is_readonly()) {
+        return Err(Error::invalid_argument(format!(
+            "apply: the {} mount of {} is read-only",
+            m.kind, m.source
+        )));
+    }
     match mounts {
         [] => Err(Error::invalid_argument("apply: no mounts given")),
         [m] if m.kind == "bind" => apply_layer(reader, compression, Path::new(&m.source), &opts),

@@ -372,3 +372,74 @@ fn hardlink_to_lower_file_copies_up() {
             .is_char_device()
     );
 }
+
+/// Lookups through the lowerdirs follow the merged view: a whiteout, a symlink or an
+/// opaque directory in a higher layer hides what the layers below have on that path —
+/// for implied parents (no metadata from a deleted dir) and for copy-up (no resurrecting
+/// a deleted file).
+#[test]
+fn lower_lookups_follow_the_merged_view() {
+    let d = Dirs::new();
+    let (low, top) = (d.lower.clone(), d.lower.parent().unwrap().join("top"));
+    for (path, mode) in [("/wh/x", 0o700), ("/opq/b", 0o700), ("/sym/b", 0o700)] {
+        mkdir(&low, path, mode);
+        file(&low, &format!("{path}/f"), b"old", 0o644);
+    }
+    // top: wh/x whited out, opq opaque (and empty), sym a symlink.
+    fs::create_dir_all(top.join("wh")).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        top.join("wh/x").as_path(),
+        rustix::fs::FileType::CharacterDevice,
+        rustix::fs::Mode::empty(),
+        0,
+    )
+    .unwrap();
+    fs::create_dir_all(top.join("opq")).unwrap();
+    rustix::fs::setxattr(
+        top.join("opq"),
+        "trusted.overlay.opaque",
+        b"y",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("/elsewhere", top.join("sym")).unwrap();
+    let parents = vec![top.clone(), low.clone()];
+
+    // Implied parents under each: default metadata, reported.
+    let mut tb = Tar::new();
+    tb.file("wh/x/new", b"n", 0o644)
+        .file("opq/b/new", b"n", 0o644);
+    let s = apply_layer(
+        &tb.finish()[..],
+        Compression::None,
+        &d.upper,
+        &overlay_opts(parents.clone()),
+    )
+    .unwrap();
+    for p in ["wh/x", "opq/b"] {
+        assert_eq!(
+            fs::metadata(d.upper.join(p)).unwrap().mode() & 0o7777,
+            0o755,
+            "{p} must not take the hidden lower dir's mode"
+        );
+        assert!(s.implied_dirs.contains(&PathBuf::from(p)), "{p} reported");
+    }
+    // Copy-up of a hidden file is refused like any hardlink to a missing file.
+    for target in ["wh/x/f", "opq/b/f", "sym/b/f"] {
+        let u = tempfile::tempdir().unwrap();
+        let mut tb = Tar::new();
+        tb.link(target, "alias");
+        let e = apply_layer(
+            &tb.finish()[..],
+            Compression::None,
+            u.path(),
+            &overlay_opts(parents.clone()),
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{target}: {e}");
+        assert!(!u.path().join("alias").exists());
+    }
+    // Nothing left the upperdir: the symlink was not followed.
+    assert!(!Path::new("/elsewhere").exists());
+}

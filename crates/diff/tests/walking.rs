@@ -88,6 +88,20 @@ async fn apply_into_bind_and_overlay_upperdir() {
     assert_eq!(fs::read(t.path().join("etc/hosts")).unwrap(), b"127.0.0.1");
     assert!(!t.path().join("etc/gone").exists());
 
+    // A read-only bind (a view; with the native backend, the committed parent's own
+    // directory) is refused, and nothing is written.
+    let ro = tempfile::tempdir().unwrap();
+    let e = wd
+        .apply(
+            &desc,
+            &[Mount::bind(ro.path().to_str().unwrap(), true)],
+            ApplyOpts::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    assert_eq!(fs::read_dir(ro.path()).unwrap().count(), 0);
+
     // overlay with upperdir: whiteouts become 0:0 char devices in the upperdir, no mount.
     let o = tempfile::tempdir().unwrap();
     let (lower, upper, work) = (o.path().join("l"), o.path().join("u"), o.path().join("w"));

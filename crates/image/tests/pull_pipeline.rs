@@ -376,3 +376,82 @@ async fn parallel_pull_settles_implied_dirs_and_lower_hardlinks() {
     assert_eq!(trees[0], want, "overlay");
     assert_eq!(trees[1], want, "native");
 }
+
+/// Pushes an image of `layers` (built with `LayerBuilder`) as `strata/{name}:1`.
+async fn push_layers(
+    reg: &Registry,
+    name: &str,
+    layers: &[strata_image::build::BuiltLayer],
+) -> String {
+    let src = Env::new();
+    let mut b = strata_image::build::ImageBuilder::new();
+    for l in layers {
+        b = b.layer(l.clone());
+    }
+    b.write(src.content.as_ref(), &src.images, "local/x:1")
+        .await
+        .unwrap();
+    let remote = format!("{}/strata/{name}:1", reg.addr);
+    src.svc
+        .push(
+            "local/x:1",
+            Some(&remote),
+            PushOptions {
+                registry: reg_opts(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    remote
+}
+
+fn noise_layer(name: &str, size: usize, seed: u64) -> strata_image::build::BuiltLayer {
+    let mut l = strata_image::build::LayerBuilder::new();
+    l.file(name, 0o644, &noise(size, seed)).unwrap();
+    l.finish_gzip().unwrap()
+}
+
+/// A layer blob listed twice in one manifest (BuildKit's empty layer often is): one
+/// download, one stream, and both layers applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layer_listed_twice_is_applied_twice() {
+    let Some(reg) = Registry::start(None).await else {
+        return;
+    };
+    let (a, b) = (noise_layer("a", 1 << 20, 1), noise_layer("b", 1 << 20, 2));
+    let remote = push_layers(&reg, "twice", &[a.clone(), b, a]).await;
+    let r = root();
+    let p = r.svc.pull(&remote, pull_opts()).await.unwrap();
+    assert_eq!((p.applied, p.existed, p.streamed), (3, 0, 2));
+    assert_eq!(r.sn.walk(&[]).await.unwrap().len(), 3, "no leftovers");
+}
+
+/// Pulls that share layers, one applying in order (one missing layer) and one in
+/// parallel, at the same time: both finish (no lock-order deadlock between a download
+/// waiting for its reader and a layer task waiting for that download).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ordered_and_parallel_pulls_of_shared_layers_both_finish() {
+    let Some(reg) = Registry::start(None).await else {
+        return;
+    };
+    let l: Vec<_> = (0..3)
+        .map(|i| noise_layer(&format!("f{i}"), 3 << 20, 10 + i as u64))
+        .collect();
+    let base = push_layers(&reg, "base", &l[..1]).await;
+    let v1 = push_layers(&reg, "v1", &l[..2]).await;
+    let v2 = push_layers(&reg, "v2", &l[..3]).await;
+    for _ in 0..3 {
+        let r = root();
+        r.svc.pull(&base, pull_opts()).await.unwrap();
+        let both = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+            tokio::join!(r.svc.pull(&v1, pull_opts()), r.svc.pull(&v2, pull_opts()))
+        })
+        .await
+        .expect("both pulls finish");
+        let (p1, p2) = (both.0.unwrap(), both.1.unwrap());
+        assert_eq!(p1.chain_ids[..], p2.chain_ids[..2]);
+        assert_eq!(p1.applied + p2.applied, 2, "each missing layer applied once");
+        assert_eq!(r.sn.walk(&[]).await.unwrap().len(), 3);
+    }
+}

@@ -208,10 +208,6 @@ pub trait Snapshotter: Send + Sync {
     /// `FailedPrecondition` when `key` is not active (a view or committed).
     async fn commit(&self, name: &str, key: &str, labels: Labels) -> Result<()>;
 
-    /// Removes snapshot `key` (any kind).
-    ///
-    /// # Errors
-    /// `NotFound` when it does not exist; `FailedPrecondition` when it has children.
     /// Whether this backend implements [`Snapshotter::commit_rebase`]: each snapshot's
     /// directory holds only its own changes, so an unpacker may apply layers in parallel,
     /// each into a parentless snapshot, and rebase them in order. Default `false`.
@@ -241,6 +237,10 @@ pub trait Snapshotter: Send + Sync {
         ))
     }
 
+    /// Removes snapshot `key` (any kind).
+    ///
+    /// # Errors
+    /// `NotFound` when it does not exist; `FailedPrecondition` when it has children.
     async fn remove(&self, key: &str) -> Result<()>;
 
     /// The infos of the snapshots that match any of `filters` (fields `name`, `parent`,

@@ -23,7 +23,7 @@
 //! bytes are complete, verified and in place: partial data is never visible.
 //!
 //! Buffering: a writer hashes every `write` at once but writes the bytes to the data file
-//! in 4 MiB chunks (pipelined with the caller). The status another process (or another
+//! in 1 MiB chunks (pipelined with the caller). The status another process (or another
 //! handle) reads from disk therefore lags by at most one chunk until `close`/`commit`;
 //! after a crash the ingest resumes at the data file's size, with the digest recomputed
 //! from the file, so what is kept is always consistent.

@@ -1,7 +1,7 @@
 //! The local store's [`Writer`]: buffered, pipelined, crash-resumable ingests.
 //!
 //! `write` hashes the bytes at once (so [`Writer::digest`] is always exact) and appends
-//! them to a chunk buffer; a full chunk (4 MiB) is written with `pwrite` on the blocking
+//! them to a chunk buffer; a full chunk (1 MiB) is written with `pwrite` on the blocking
 //! pool while the caller fills the next one, so hashing, the caller's reads and the
 //! copy into the page cache overlap. At most one chunk is in flight per writer. The
 //! on-disk offset is the data file's size; bytes still buffered when the process dies

@@ -1,7 +1,7 @@
 //! Applying one tar entry: create the node relative to its resolved parent fd, then its
 //! metadata (lchown before chmod, xattrs, times).
 
-use super::resolve::{self, clean, join};
+use super::resolve::{clean, join};
 use super::{Applier, show};
 use crate::fsutil;
 use rustix::fd::{AsFd, OwnedFd};
@@ -131,7 +131,7 @@ pub(crate) fn set_times_at(dir: &OwnedFd, name: &[u8], atime: Time, mtime: Time)
     Ok(())
 }
 
-fn io_err(what: &str, path: &[u8], e: impl Into<io::Error>) -> Error {
+pub(super) fn io_err(what: &str, path: &[u8], e: impl Into<io::Error>) -> Error {
     Error::io(format!("{what} {}", show(path)), e.into())
 }
 
@@ -141,7 +141,7 @@ fn xattr_allowed(name: &[u8]) -> bool {
 }
 
 /// Applies xattrs through `set`, skipping ENOTSUP and EPERM on `user.*` of special files.
-fn apply_xattrs(
+pub(super) fn apply_xattrs(
     xattrs: &[(Vec<u8>, Vec<u8>)],
     special: bool,
     path: &[u8],
@@ -176,7 +176,7 @@ impl Applier<'_> {
         let overlay = self.opts.overlay.is_some();
         self.root
             .dir(comps, create, &mut |fd, path| {
-                if !copy_parent_info(lowers, fd, path)? && overlay {
+                if !super::lower::copy_parent_info(lowers, fd, path)? && overlay {
                     implied.push(path.to_vec());
                 }
                 Ok(())
@@ -610,144 +610,6 @@ impl Applier<'_> {
             }
         })
     }
-}
-
-impl Applier<'_> {
-    /// Overlay mode: copies the regular file or symlink `comps` up from the first
-    /// lowerdir that has it (stopping at a whiteout or an opaque parent), with its owner,
-    /// mode, non-`trusted.*` xattrs and times. Nothing happens when no lowerdir has it.
-    fn copy_up(&mut self, comps: &[&[u8]]) -> Result<()> {
-        let Some((base, parent)) = comps.split_last() else {
-            return Ok(());
-        };
-        let (base, full, ppath) = (*base, join(comps), join(parent));
-        let mut found = None;
-        for lower in &self.lowers {
-            let pd = match resolve::open_in_root(lower, &ppath, OFlags::RDONLY | OFlags::DIRECTORY)
-            {
-                Ok(d) => d,
-                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) => {
-                    continue;
-                }
-                Err(e) => return Err(io_err("open lower parent of", &full, e)),
-            };
-            if let Ok(st) = rustix::fs::statat(pd.as_fd(), base, AtFlags::SYMLINK_NOFOLLOW) {
-                let ft = FileType::from_raw_mode(st.st_mode);
-                if matches!(ft, FileType::RegularFile | FileType::Symlink) {
-                    found = Some((pd, st));
-                }
-                break; // found, a whiteout (0:0 char device) or something unlinkable
-            }
-            let mut v = [0u8; 1];
-            if rustix::fs::fgetxattr(&pd, "trusted.overlay.opaque", &mut v).is_ok_and(|n| n == 1)
-                && v[0] == b'y'
-            {
-                break;
-            }
-        }
-        let Some((lpd, st)) = found else {
-            return Ok(());
-        };
-        let pfd = self.parent(parent, true)?.expect("created");
-        if FileType::from_raw_mode(st.st_mode) == FileType::Symlink {
-            let target = rustix::fs::readlinkat(lpd.as_fd(), base, Vec::new())
-                .map_err(|e| io_err("read lower symlink", &full, e))?;
-            rustix::fs::symlinkat(target.as_bytes(), pfd.as_fd(), base)
-                .map_err(|e| io_err("copy up symlink", &full, e))?;
-            rustix::fs::chownat(
-                pfd.as_fd(),
-                base,
-                Some(rustix::fs::Uid::from_raw(st.st_uid)),
-                Some(rustix::fs::Gid::from_raw(st.st_gid)),
-                AtFlags::SYMLINK_NOFOLLOW,
-            )
-            .map_err(|e| io_err("lchown", &full, e))?;
-            return Ok(());
-        }
-        let src = rustix::fs::openat(
-            lpd.as_fd(),
-            base,
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| io_err("open lower file", &full, e))?;
-        let dst = rustix::fs::openat(
-            pfd.as_fd(),
-            base,
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
-        )
-        .map_err(|e| io_err("copy up", &full, e))?;
-        let (mut r, mut w) = (std::fs::File::from(src), std::fs::File::from(dst));
-        io::copy(&mut r, &mut w).map_err(|e| io_err("copy up", &full, e))?;
-        let (src, dst) = (OwnedFd::from(r), OwnedFd::from(w));
-        rustix::fs::fchown(
-            &dst,
-            Some(rustix::fs::Uid::from_raw(st.st_uid)),
-            Some(rustix::fs::Gid::from_raw(st.st_gid)),
-        )
-        .map_err(|e| io_err("chown", &full, e))?;
-        rustix::fs::fchmod(&dst, Mode::from_raw_mode(st.st_mode & 0o7777))
-            .map_err(|e| io_err("chmod", &full, e))?;
-        let xattrs = fsutil::fxattrs(&src).map_err(|e| io_err("list xattrs of", &full, e))?;
-        apply_xattrs(&xattrs, false, &full, |k, v| {
-            rustix::fs::fsetxattr(&dst, k, v, XattrFlags::empty())
-        })?;
-        let t = Timestamps {
-            last_access: Timespec {
-                tv_sec: st.st_atime as _,
-                tv_nsec: st.st_atime_nsec as _,
-            },
-            last_modification: Timespec {
-                tv_sec: st.st_mtime as _,
-                tv_nsec: st.st_mtime_nsec as _,
-            },
-        };
-        rustix::fs::futimens(&dst, &t).map_err(|e| io_err("set times of", &full, e))
-    }
-}
-
-/// In overlay mode, gives an implied parent the owner, mode, times and non-`trusted.*`
-/// xattrs of the first lowerdir that has that directory. Returns whether one had it.
-pub(super) fn copy_parent_info(lowers: &[OwnedFd], fd: &OwnedFd, path: &[u8]) -> io::Result<bool> {
-    for lower in lowers {
-        let l = match resolve::open_in_root(lower, path, OFlags::RDONLY | OFlags::DIRECTORY) {
-            Ok(l) => l,
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) => {
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
-        let st = rustix::fs::fstat(&l)?;
-        rustix::fs::fchown(
-            fd,
-            Some(rustix::fs::Uid::from_raw(st.st_uid)),
-            Some(rustix::fs::Gid::from_raw(st.st_gid)),
-        )?;
-        rustix::fs::fchmod(fd, Mode::from_raw_mode(st.st_mode & 0o7777))?;
-        for (k, v) in fsutil::fxattrs(&l)? {
-            if k.starts_with(b"trusted.") {
-                continue;
-            }
-            match rustix::fs::fsetxattr(fd, k.as_slice(), &v, XattrFlags::empty()) {
-                Ok(()) | Err(Errno::NOTSUP) | Err(Errno::PERM) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        let t = Timestamps {
-            last_access: Timespec {
-                tv_sec: st.st_atime as _,
-                tv_nsec: st.st_atime_nsec as _,
-            },
-            last_modification: Timespec {
-                tv_sec: st.st_mtime as _,
-                tv_nsec: st.st_mtime_nsec as _,
-            },
-        };
-        rustix::fs::futimens(fd, &t)?;
-        return Ok(true);
-    }
-    Ok(false)
 }
 
 #[cfg(test)]

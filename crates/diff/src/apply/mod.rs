@@ -7,6 +7,7 @@
 //! [`whiteout`].
 
 mod entry;
+mod lower;
 pub mod resolve;
 pub mod whiteout;
 
@@ -271,7 +272,7 @@ pub fn inherit_dirs(root: &Path, lowers: &[PathBuf], dirs: &[PathBuf]) -> Result
             }
             Err(e) => return Err(Error::io(format!("open {}", d.display()), e)),
         };
-        entry::copy_parent_info(&lower_fds, &fd, rel)
+        lower::copy_parent_info(&lower_fds, &fd, rel)
             .map_err(|e| Error::io(format!("copy metadata of {}", d.display()), e))?;
     }
     Ok(())

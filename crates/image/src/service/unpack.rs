@@ -155,18 +155,31 @@ impl LayerUnpacker {
     where
         F: FnOnce() -> Result<Box<dyn Read + Send>> + Send + 'static,
     {
-        self.unpack_layer_verified(parent, chain, layer, diff_id, open, async { Ok(()) })
+        let lock = self.lock_chain(chain).await;
+        self.unpack_layer_verified(lock, parent, chain, layer, diff_id, open, async { Ok(()) })
             .await
     }
 
-    /// As [`LayerUnpacker::unpack_layer`], but the snapshot is committed only once
-    /// `verified` succeeds: for layers applied from a download stream, whose digest the
-    /// content store checks only when the download commits.
+    /// The in-process lock of snapshot `chain`: whoever holds it is the one making it.
+    /// Never wait for a blob download while holding it unless that download feeds you
+    /// (a download holds its blob's lock and may wait for its tee's reader).
+    pub async fn lock_chain(&self, chain: &Digest) -> tokio::sync::OwnedMutexGuard<()> {
+        self.locks
+            .lock(&format!("sn://{}/{chain}", self.sn_name))
+            .await
+    }
+
+    /// As [`LayerUnpacker::unpack_layer`], with `chain`'s lock already held
+    /// ([`LayerUnpacker::lock_chain`]), and the snapshot committed only once `verified`
+    /// succeeds: for layers applied from a download stream, whose digest the content
+    /// store checks only when the download commits.
     ///
     /// # Errors
     /// As [`LayerUnpacker::unpack_layer`], and `verified`'s error (the snapshot is removed).
+    #[allow(clippy::too_many_arguments)]
     pub async fn unpack_layer_verified<F, V>(
         &self,
+        _lock: tokio::sync::OwnedMutexGuard<()>,
         parent: Option<&Digest>,
         chain: &Digest,
         layer: &Descriptor,
@@ -178,10 +191,6 @@ impl LayerUnpacker {
         F: FnOnce() -> Result<Box<dyn Read + Send>> + Send + 'static,
         V: std::future::Future<Output = Result<()>>,
     {
-        let _g = self
-            .locks
-            .lock(&format!("sn://{}/{chain}", self.sn_name))
-            .await;
         if self.exists(chain).await? {
             self.hold(chain.as_ref()).await?;
             return Ok(false);

@@ -285,23 +285,37 @@ type StreamSlot = oneshot::Sender<mpsc::Receiver<Bytes>>;
 /// Routes download streams to the appliers that want them: the [`TeeFn`] of a fetch
 /// hands the chunks of blob *d* to whoever called [`TeeRouter::want`]`(d)` before its
 /// download started from offset 0 (a resumed or already present blob is not streamed).
+/// One reader per digest: a second `want` of a digest already wanted (a layer listed twice
+/// in a manifest) gets no stream and reads the blob once it is committed.
 #[derive(Clone, Default)]
 struct TeeRouter {
-    wants: Arc<Mutex<HashMap<Digest, StreamSlot>>>,
+    wants: Arc<Mutex<HashMap<Digest, (u64, StreamSlot)>>>,
+    next: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// A [`TeeRouter::want`]: its id (for [`TeeRouter::forget`]) and where the stream comes.
+struct Want {
+    id: u64,
+    stream: oneshot::Receiver<mpsc::Receiver<Bytes>>,
 }
 
 impl TeeRouter {
-    fn want(&self, digest: &Digest) -> oneshot::Receiver<mpsc::Receiver<Bytes>> {
+    fn want(&self, digest: &Digest) -> Want {
         let (tx, rx) = oneshot::channel();
-        self.lock().insert(digest.clone(), tx);
-        rx
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // An existing wish keeps its place; `tx` is dropped and this one gets no stream.
+        self.lock().entry(digest.clone()).or_insert((id, tx));
+        Want { id, stream: rx }
     }
 
-    fn forget(&self, digest: &Digest) {
-        self.lock().remove(digest);
+    fn forget(&self, digest: &Digest, id: u64) {
+        let mut wants = self.lock();
+        if wants.get(digest).is_some_and(|(w, _)| *w == id) {
+            wants.remove(digest);
+        }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Digest, StreamSlot>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Digest, (u64, StreamSlot)>> {
         self.wants.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -311,7 +325,7 @@ impl TeeRouter {
             if offset != 0 {
                 return None;
             }
-            let slot = me.lock().remove(desc.digest())?;
+            let (_, slot) = me.lock().remove(desc.digest())?;
             let (tx, rx) = mpsc::channel(16);
             slot.send(rx).ok()?;
             Some(tx)

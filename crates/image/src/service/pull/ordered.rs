@@ -64,26 +64,30 @@ async fn apply_in_order(
             plan.emit(i, LayerState::Exists);
             continue;
         }
+        let (parent, chain, diff_id) = (plan.parent(i), &plan.chains[i], &plan.diff_ids[i]);
+        // Ask for the download stream only while holding the ChainID's lock: the download
+        // then waits for nobody but us.
         let stream = if ready[i].borrow().is_some() {
             None
         } else {
-            let got = router.want(layer.digest());
+            let lock = u.lock_chain(chain).await;
+            let want = router.want(layer.digest());
             let mut done = ready[i].clone();
             let s = tokio::select! {
-                rx = got => rx.ok(),
+                rx = want.stream => rx.ok(),
                 _ = done.wait_for(Option::is_some) => None,
             };
-            router.forget(layer.digest());
-            s
+            router.forget(layer.digest(), want.id);
+            s.map(|rx| (rx, lock))
         };
         plan.emit(i, LayerState::Applying);
-        let (parent, chain, diff_id) = (plan.parent(i), &plan.chains[i], &plan.diff_ids[i]);
         let streamed = stream.is_some();
         let did_apply = match stream {
-            Some(rx) => {
+            Some((rx, lock)) => {
                 let mut done = ready[i].clone();
                 let verified = async move { wait_ready(&mut done, layer).await };
-                u.unpack_layer_verified(parent, chain, layer, diff_id, stream_reader(rx), verified)
+                let open = stream_reader(rx);
+                u.unpack_layer_verified(lock, parent, chain, layer, diff_id, open, verified)
                     .await?
             }
             None => {

@@ -51,6 +51,7 @@ pub(super) async fn run(plan: Arc<Plan>) -> Result<Counts> {
     let router = TeeRouter::default();
     let limiter = Arc::new(Semaphore::new(plan.fetch.max_concurrent_downloads.max(1)));
     let (cancel_tx, cancel) = watch::channel(false);
+    let cancel_tx = Arc::new(cancel_tx);
     let mut tasks: Vec<Option<JoinHandle<Result<Staged>>>> = Vec::new();
     for i in 0..plan.layers.len() {
         if plan.exists[i] && !plan.fetch_all {
@@ -58,81 +59,143 @@ pub(super) async fn run(plan: Arc<Plan>) -> Result<Counts> {
             continue;
         }
         let (plan, router, limiter) = (plan.clone(), router.clone(), limiter.clone());
-        let mut cancel = cancel.clone();
+        let (cancel, cancel_tx) = (cancel.clone(), cancel_tx.clone());
         tasks.push(Some(tokio::spawn(async move {
-            let _permit = tokio::select! {
-                p = limiter.acquire_owned() => p,
-                _ = cancel.wait_for(|c| *c) => return Err(cancelled()),
-            };
-            if plan.exists[i] {
-                plan.fetch_layer(i, &router).await?; // fetch_all: the blob only
-                return Ok(Staged::Exists);
+            let res = layer_task(&plan, i, &router, &limiter, cancel).await;
+            if res.is_err() {
+                let _ = cancel_tx.send(true); // the others stop: the pull fails anyway
             }
-            stage(&plan, i, &router, cancel).await
+            res
         })));
     }
     let res = commit_in_order(&plan, &mut tasks).await;
-    if res.is_err() {
-        // The tasks of layers not committed stop their downloads, which ends their
-        // applies, and remove their snapshots; wait for that, and remove the snapshots
-        // of those that had finished.
-        let _ = cancel_tx.send(true);
-        for t in tasks.iter_mut().filter_map(Option::take) {
-            if let Ok(Ok(Staged::Applied { key, .. })) = t.await {
+    let Err(mut err) = res else {
+        return res;
+    };
+    // The tasks of layers not committed stop their downloads, which ends their applies,
+    // and remove their snapshots; wait for that, remove the snapshots of those that had
+    // finished, and report the first failure that was not a consequence of another.
+    let _ = cancel_tx.send(true);
+    for t in tasks.iter_mut().filter_map(Option::take) {
+        match t.await {
+            Ok(Ok(Staged::Applied { key, .. })) => {
                 let _ = plan.u.sn.remove(&key).await;
             }
+            Ok(Err(e)) if err.is_cancelled() && !e.is_cancelled() => err = e,
+            _ => {}
         }
     }
-    res
+    Err(err)
 }
 
 fn cancelled() -> Error {
     Error::cancelled("another layer of this pull failed")
 }
 
-/// Prepares a parentless snapshot for layer `i` and applies the layer into it from its
-/// download stream (or its blob, when not streamed). Stops, removing the snapshot, when
-/// `cancel` turns true.
-async fn stage(
+/// Resolves to `()` once `cancel` turns true.
+async fn until(cancel: &mut watch::Receiver<bool>) {
+    let _ = cancel.wait_for(|c| *c).await;
+}
+
+/// One layer: its ChainID's lock, then a download permit (in this order: a task holding
+/// a permit never waits for a lock), then [`stage`].
+async fn layer_task(
     plan: &Plan,
     i: usize,
     router: &TeeRouter,
+    limiter: &Arc<Semaphore>,
     mut cancel: watch::Receiver<bool>,
 ) -> Result<Staged> {
-    let (u, layer, chain) = (&plan.u, &plan.layers[i], &plan.chains[i]);
-    let lock_key = format!("sn://{}/{chain}", u.sn_name);
+    let u = &plan.u;
+    let chain = &plan.chains[i];
     let lock = tokio::select! {
-        l = u.locks.lock(&lock_key) => l,
-        _ = cancel.wait_for(|c| *c) => return Err(cancelled()),
+        l = u.lock_chain(chain) => l,
+        _ = until(&mut cancel) => return Err(cancelled()),
     };
-    if u.exists(chain).await? {
-        plan.fetch_layer(i, router).await?;
+    if plan.exists[i] || u.exists(chain).await? {
+        // Made before us (maybe by a concurrent pull): fetch the blob only if asked to,
+        // and not while holding the lock.
         u.hold(chain.as_ref()).await?;
+        drop(lock);
+        if plan.fetch_all {
+            let _permit = tokio::select! {
+                p = limiter.clone().acquire_owned() => p,
+                _ = until(&mut cancel) => return Err(cancelled()),
+            };
+            tokio::select! {
+                r = plan.fetch_layer(i, router) => r?,
+                _ = until(&mut cancel) => return Err(cancelled()),
+            }
+        }
         return Ok(Staged::Exists);
     }
-    let compression = Compression::from_media_type(layer.media_type().to_string().as_str())
-        .map_err(|e| e.context(format!("layer {}", layer.digest())))?;
+    let _permit = tokio::select! {
+        p = limiter.clone().acquire_owned() => p,
+        _ = until(&mut cancel) => return Err(cancelled()),
+    };
+    let compression = Compression::from_media_type(layer_media_type(plan, i).as_str())
+        .map_err(|e| e.context(format!("layer {}", plan.layers[i].digest())))?;
     let key = unpack_key(chain.as_ref());
     u.hold(&key).await?;
     let mut labels = Labels::new();
     labels.insert(SNAPSHOT_REF.into(), chain.to_string());
     let mounts = u.sn.prepare(&key, "", labels).await?;
-    let Some(upper) = strata_snapshot::overlay::upperdir(&mounts) else {
-        let _ = u.sn.remove(&key).await;
+    match stage(plan, i, router, &mounts, compression, cancel).await {
+        Ok(Ok((upper, stats, streamed))) => Ok(Staged::Applied {
+            key,
+            upper,
+            stats,
+            streamed,
+            _lock: lock,
+        }),
+        Ok(Err(cause)) => {
+            let _ = u.sn.remove(&key).await;
+            Ok(Staged::Retry { cause })
+        }
+        Err(e) => {
+            let _ = u.sn.remove(&key).await;
+            Err(e)
+        }
+    }
+}
+
+fn layer_media_type(plan: &Plan, i: usize) -> String {
+    plan.layers[i].media_type().to_string()
+}
+
+/// Applies layer `i` into the directory of the parentless snapshot whose mounts are
+/// `mounts`, from its download stream (or its blob, when not streamed), and waits for
+/// the download to verify. `Ok(Err(cause))`: the apply failed although the blob is good
+/// (the layer needs its lowerdirs; the caller applies it again, in order). Stops when
+/// `cancel` turns true.
+async fn stage(
+    plan: &Plan,
+    i: usize,
+    router: &TeeRouter,
+    mounts: &[strata_snapshot::Mount],
+    compression: Compression,
+    mut cancel: watch::Receiver<bool>,
+) -> Result<std::result::Result<(PathBuf, ApplyStats, bool), Error>> {
+    let (u, layer) = (&plan.u, &plan.layers[i]);
+    let Some(upper) = strata_snapshot::overlay::upperdir(mounts) else {
         return Err(Error::failed_precondition(format!(
             "snapshotter {} gave no directory to apply layer {} into",
             u.sn_name,
             layer.digest()
         )));
     };
-    let got = router.want(layer.digest());
+    let want = router.want(layer.digest());
     let mut fetch = Box::pin(plan.fetch_layer(i, router));
-    let (stream, fetched) = tokio::select! {
-        rx = got => (rx.ok(), None),
-        res = &mut fetch => (None, Some(res)),
-        _ = cancel.wait_for(|c| *c) => (None, Some(Err(cancelled()))),
+    let mut fetched = None;
+    let stream = tokio::select! {
+        rx = want.stream => rx.ok(),
+        res = &mut fetch => {
+            fetched = Some(res);
+            None
+        }
+        _ = until(&mut cancel) => return Err(cancelled()),
     };
-    router.forget(layer.digest());
+    router.forget(layer.digest(), want.id);
     let streamed = stream.is_some();
     let reader: Box<dyn std::io::Read + Send> = match stream {
         Some(rx) => Box::new(ChannelReader {
@@ -140,10 +203,17 @@ async fn stage(
             cur: bytes::Bytes::new(),
         }),
         None => {
-            if let Some(Err(e)) = fetched {
-                let _ = u.sn.remove(&key).await;
-                return Err(e);
-            }
+            // Not streamed (resumed, already present, or another reader has the
+            // stream): wait for the blob, then read it.
+            let res = match fetched.take() {
+                Some(res) => res,
+                None => tokio::select! {
+                    res = &mut fetch => res,
+                    _ = until(&mut cancel) => Err(cancelled()),
+                },
+            };
+            res?;
+            fetched = Some(Ok(()));
             (u.blob_reader(layer).await?)()?
         }
     };
@@ -160,7 +230,7 @@ async fn stage(
         Some(res) => res,
         None => tokio::select! {
             res = &mut fetch => res,
-            _ = cancel.wait_for(|c| *c) => Err(cancelled()),
+            _ = until(&mut cancel) => Err(cancelled()),
         },
     };
     drop(fetch); // a cancelled download ends the stream, and so the apply
@@ -168,21 +238,9 @@ async fn stage(
         .await
         .map_err(|e| Error::internal(format!("apply task failed: {e}")))?;
     match (applied, fetched) {
-        (Ok(stats), Ok(())) => Ok(Staged::Applied {
-            key,
-            upper,
-            stats,
-            streamed,
-            _lock: lock,
-        }),
-        (_, Err(e)) => {
-            let _ = u.sn.remove(&key).await;
-            Err(e)
-        }
-        (Err(cause), Ok(())) => {
-            let _ = u.sn.remove(&key).await;
-            Ok(Staged::Retry { cause })
-        }
+        (Ok(stats), Ok(())) => Ok(Ok((upper, stats, streamed))),
+        (_, Err(e)) => Err(e),
+        (Err(cause), Ok(())) => Ok(Err(cause)),
     }
 }
 
