@@ -451,7 +451,11 @@ async fn ordered_and_parallel_pulls_of_shared_layers_both_finish() {
         .expect("both pulls finish");
         let (p1, p2) = (both.0.unwrap(), both.1.unwrap());
         assert_eq!(p1.chain_ids[..], p2.chain_ids[..2]);
-        assert_eq!(p1.applied + p2.applied, 2, "each missing layer applied once");
+        assert_eq!(
+            p1.applied + p2.applied,
+            2,
+            "each missing layer applied once"
+        );
         assert_eq!(r.sn.walk(&[]).await.unwrap().len(), 3);
     }
 }
