@@ -359,6 +359,31 @@ pub async fn rootfs(provider: &dyn Provider, config_desc: &Descriptor) -> Result
     decode_diff_ids(&raw).map_err(|e| e.context(format!("config {}", config_desc.digest())))
 }
 
+impl ResolvedManifest {
+    /// The layers with their DiffIDs (from the config, [`rootfs`]), in order.
+    ///
+    /// # Errors
+    /// As [`rootfs`]; `InvalidArgument` when the config lists a different number of
+    /// DiffIDs than the manifest has layers.
+    pub async fn layers_with_diff_ids(
+        &self,
+        provider: &dyn Provider,
+    ) -> Result<(Vec<Descriptor>, Vec<Digest>)> {
+        let config = self.manifest.config();
+        let diff_ids = rootfs(provider, config).await?;
+        let layers = self.manifest.layers().clone();
+        if diff_ids.len() != layers.len() {
+            return Err(Error::invalid_argument(format!(
+                "config {} lists {} DiffIDs for {} layers",
+                config.digest(),
+                diff_ids.len(),
+                layers.len()
+            )));
+        }
+        Ok((layers, diff_ids))
+    }
+}
+
 /// The platforms an image provides: those of its index entries, or of its config when the
 /// target is a single manifest (containerd's `images.Platforms`). Sorted, deduplicated.
 ///

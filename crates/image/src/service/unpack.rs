@@ -348,17 +348,10 @@ impl ImageService {
             .await
             .map_err(|e| e.context(format!("unpack image {}", image.name)))?;
         let config = m.manifest.config().clone();
-        let diff_ids = img::rootfs(provider, &config).await?;
-        let layers = m.manifest.layers().clone();
-        if diff_ids.len() != layers.len() {
-            return Err(Error::invalid_argument(format!(
-                "image {}: config {} lists {} DiffIDs for {} layers",
-                image.name,
-                config.digest(),
-                diff_ids.len(),
-                layers.len()
-            )));
-        }
+        let (layers, diff_ids) = m
+            .layers_with_diff_ids(provider)
+            .await
+            .map_err(|e| e.context(format!("unpack image {}", image.name)))?;
         let chains = chain_ids(&diff_ids);
         let u = LayerUnpacker {
             content: self.content.clone(),

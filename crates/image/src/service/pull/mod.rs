@@ -85,6 +85,21 @@ struct Counts {
     streamed: usize,
 }
 
+impl Counts {
+    /// Counts layer `i` as applied by this pull (`streamed` from its download) or found
+    /// made by another unpacker, and tells `plan`'s progress callback.
+    fn record(&mut self, plan: &Plan, i: usize, applied: bool, streamed: bool) {
+        if applied {
+            self.applied += 1;
+            self.streamed += usize::from(streamed);
+            plan.emit(i, LayerState::Applied);
+        } else {
+            self.existed += 1;
+            plan.emit(i, LayerState::Exists);
+        }
+    }
+}
+
 impl ImageService {
     /// Pulls `reference`: fetch and unpack, pipelined (see the [module docs](self)).
     ///
@@ -158,16 +173,7 @@ impl ImageService {
         let provider: &dyn strata_content::Provider = self.content.as_ref();
         let m = img::manifest(provider, &target, matcher.as_ref()).await?;
         let config = m.manifest.config().clone();
-        let diff_ids = img::rootfs(provider, &config).await?;
-        let layers = m.manifest.layers().clone();
-        if diff_ids.len() != layers.len() {
-            return Err(Error::invalid_argument(format!(
-                "config {} lists {} DiffIDs for {} layers",
-                config.digest(),
-                diff_ids.len(),
-                layers.len()
-            )));
-        }
+        let (layers, diff_ids) = m.layers_with_diff_ids(provider).await?;
         let chains = chain_ids(&diff_ids);
         let u = LayerUnpacker {
             content: self.content.clone(),

@@ -96,14 +96,7 @@ async fn apply_in_order(
                 u.unpack_layer(parent, chain, layer, diff_id, open).await?
             }
         };
-        if did_apply {
-            n.applied += 1;
-            n.streamed += usize::from(streamed);
-            plan.emit(i, LayerState::Applied);
-        } else {
-            n.existed += 1;
-            plan.emit(i, LayerState::Exists);
-        }
+        n.record(plan, i, did_apply, streamed);
     }
     Ok(n)
 }

@@ -268,15 +268,10 @@ async fn commit_in_order(
             Staged::Retry { cause } => {
                 tracing::debug!(layer = %layer.digest(), %cause, "applying in order instead");
                 let open = u.blob_reader(layer).await?;
-                if u.unpack_layer(plan.parent(i), chain, layer, diff_id, open)
-                    .await?
-                {
-                    n.applied += 1;
-                    plan.emit(i, LayerState::Applied);
-                } else {
-                    n.existed += 1;
-                    plan.emit(i, LayerState::Exists);
-                }
+                let made = u
+                    .unpack_layer(plan.parent(i), chain, layer, diff_id, open)
+                    .await?;
+                n.record(plan, i, made, false);
             }
             Staged::Applied {
                 key,
@@ -293,14 +288,7 @@ async fn commit_in_order(
                     }
                 };
                 u.label_uncompressed(layer, diff_id).await?;
-                if made {
-                    n.applied += 1;
-                    n.streamed += usize::from(streamed);
-                    plan.emit(i, LayerState::Applied);
-                } else {
-                    n.existed += 1;
-                    plan.emit(i, LayerState::Exists);
-                }
+                n.record(plan, i, made, streamed);
             }
         }
     }
