@@ -25,6 +25,7 @@
 set -euo pipefail
 RUNS=${1:-3}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
+. "$HERE/scripts/lib.sh"
 PEERS=$(cd "$HERE/../shared/peers" && pwd)
 REG=${REGISTRY_ADDR:-127.0.0.1:5000}
 IMG=$REG/debian:multi
@@ -46,56 +47,30 @@ timed() { # stdout-file cmd...
     { echo "FAILED: $*" >&2; tail -5 "$OUT/cmd.err" >&2; return 1; }
   cat "$OUT/time.out"
 }
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-umount_below() { findmnt -rn -o TARGET | grep "^$1/" | sort -r | while read -r m; do umount "$m" || umount -l "$m"; done || true; }
 # "BYTES gzip, N entries, W whiteouts" of a gzip layer
 layer_stats() {
   printf '%d bytes gzip, %s' "$(stat -c %s "$1")" \
     "$(gzip -dc "$1" | tar -t | awk '{n++} /(^|\/)\.wh\./ {w++} END {printf "%d entries, %d whiteouts", n, w}')"
 }
 
-# --- containerd: a private daemon with its root under $1 ------------------------------
-CTD_PID=
-ctd_start() { # base
-  local base=$1
-  mkdir -p "$base"
-  cat >"$base/config.toml" <<EOF
-version = 2
-root = "$base/root"
-state = "$base/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "$base/c.sock"
-[ttrpc]
-  address = "$base/c.sock.ttrpc"
-EOF
-  containerd --config "$base/config.toml" >>"$base/log" 2>&1 &
-  CTD_PID=$!
-  for _ in $(seq 100); do ctr -a "$base/c.sock" version >/dev/null 2>&1 && return 0; sleep 0.1; done
-  echo "containerd did not start" >&2
-  return 1
-}
-ctd_kill() {
-  if [ -n "$CTD_PID" ]; then kill "$CTD_PID" 2>/dev/null || true; wait "$CTD_PID" 2>/dev/null || true; fi
-  CTD_PID=
-}
+# containerd: ctd_start / ctd_kill are in lib.sh
 ctd_clean() { # base
   ctd_kill
-  umount_below "$1"
+  unmount_under "$1"
   rm -rf "$1"
 }
 strata_clean() { # root
-  umount_below "$1"
+  unmount_under "$1"
   rm -rf "$1"
 }
 SCRATCH_MNT=
 cleanup() {
   ctd_kill
   if [ -n "$SCRATCH_MNT" ]; then
-    umount_below "$SCRATCH_MNT"
+    unmount_under "$SCRATCH_MNT"
     bash "$PEERS/scratch-fs.sh" umount "$SCRATCH_MNT" >/dev/null 2>&1 || true
   fi
-  umount_below "$OUT"
+  unmount_under "$OUT"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM

@@ -16,6 +16,7 @@ RUNS=${1:-3}
 DATA=${PEERS_DATA:-/tmp/peers-data}
 WORK=${BENCH_DIR:-/tmp/strata-bench-diff}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
+. "$HERE/scripts/lib.sh"
 SCRATCH=/work/shared/peers/scratch-fs.sh
 
 layers() { # layout ref -> blob paths in order
@@ -42,7 +43,6 @@ measure() { # target-dir (new) cmd...
   /usr/bin/time -f "%e %M" -o "$WORK/time.out" "$@" >/dev/null 2>"$WORK/err.out" || { cat "$WORK/err.out" >&2; return 1; }
   cat "$WORK/time.out"
 }
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 
 run_fs() { # label dir

@@ -25,6 +25,7 @@
 set -euo pipefail
 RUNS=${1:-3}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
+. "$HERE/scripts/lib.sh"
 PEERS=$(cd "$HERE/../shared/peers" && pwd)
 REG=${REGISTRY_ADDR:-127.0.0.1:5000}
 DATA=${PEERS_DATA:-/tmp/peers-data}
@@ -46,35 +47,10 @@ timed() {
     { echo "FAILED: $*" >&2; tail -5 "$OUT/cmd.err" >&2; return 1; }
   cat "$OUT/time.out"
 }
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
-# --- containerd: a fresh daemon per run, root under $1 ---------------------------------
-CTD_PID=
-ctd_start() { # base
-  local base=$1
-  mkdir -p "$base"
-  cat >"$base/config.toml" <<EOF
-version = 2
-root = "$base/root"
-state = "$base/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "$base/c.sock"
-[ttrpc]
-  address = "$base/c.sock.ttrpc"
-EOF
-  containerd --config "$base/config.toml" >"$base/log" 2>&1 &
-  CTD_PID=$!
-  for _ in $(seq 100); do ctr -a "$base/c.sock" version >/dev/null 2>&1 && return 0; sleep 0.1; done
-  echo "containerd did not start" >&2
-  return 1
-}
-unmount_under() { # dir
-  findmnt -rn -o TARGET | grep "^$1/" | sort -r | while read -r m; do umount "$m" || umount -l "$m"; done || true
-}
+# containerd: a fresh daemon per run (ctd_start in lib.sh), its root under the run's dir
 ctd_stop() { # base (kept on disk until the group's cleanup)
-  [ -n "$CTD_PID" ] && kill "$CTD_PID" 2>/dev/null && wait "$CTD_PID" 2>/dev/null || true
-  CTD_PID=
+  ctd_kill
   unmount_under "$1"
 }
 # A place for one group of runs: a fresh ext4 on the scratch fs, a new directory on root.
