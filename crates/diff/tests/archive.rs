@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{SnapOpts, Tar, apply_tar, snapshot, snapshot_with};
+use common::{SnapOpts, Tar, apply_tar, file, mkdir, p, snapshot, snapshot_with};
 use std::cell::RefCell;
 use std::fs;
 use std::io::{Read, Write};
@@ -20,17 +20,6 @@ use tar::EntryType;
 
 type Step = Box<dyn Fn(&Path)>;
 
-fn p(root: &Path, s: &str) -> PathBuf {
-    root.join(s.trim_start_matches('/'))
-}
-fn mkdir(r: &Path, s: &str, mode: u32) {
-    fs::create_dir_all(p(r, s)).unwrap();
-    fs::set_permissions(p(r, s), fs::Permissions::from_mode(mode)).unwrap();
-}
-fn file(r: &Path, s: &str, data: &[u8], mode: u32) {
-    fs::write(p(r, s), data).unwrap();
-    fs::set_permissions(p(r, s), fs::Permissions::from_mode(mode)).unwrap();
-}
 fn chtimes(r: &Path, s: &str, t: SystemTime) {
     let f = fs::File::options().write(true).open(p(r, s)).unwrap();
     f.set_times(fs::FileTimes::new().set_accessed(t).set_modified(t))

@@ -4,24 +4,13 @@
 
 mod common;
 
-use common::{Tar, snapshot};
+use common::{Tar, file, mkdir, overlay_whiteout, snapshot, xattr_set};
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use strata_content::ErrorKind;
 use strata_diff::{ApplyOptions, Compression, OverlayOptions, apply_layer, inherit_dirs};
 
-fn p(root: &Path, s: &str) -> PathBuf {
-    root.join(s.trim_start_matches('/'))
-}
-fn mkdir(r: &Path, s: &str, mode: u32) {
-    fs::create_dir_all(p(r, s)).unwrap();
-    fs::set_permissions(p(r, s), fs::Permissions::from_mode(mode)).unwrap();
-}
-fn file(r: &Path, s: &str, data: &[u8], mode: u32) {
-    fs::write(p(r, s), data).unwrap();
-    fs::set_permissions(p(r, s), fs::Permissions::from_mode(mode)).unwrap();
-}
 fn walkdir(r: &Path) -> Vec<String> {
     snapshot(r)
         .keys()
@@ -93,13 +82,7 @@ fn overlay_apply() {
         file(lower, "/etc/gone", b"lower", 0o644);
         mkdir(lower, "/opq/sub", 0o755);
         file(lower, "/opq/hidden", b"h", 0o644);
-        rustix::fs::setxattr(
-            lower.join("etc"),
-            "user.keep",
-            b"1",
-            rustix::fs::XattrFlags::empty(),
-        )
-        .unwrap();
+        xattr_set(&lower.join("etc"), "user.keep", b"1");
         let mut tb = Tar::new();
         tb.file("etc/new", b"new", 0o644)
             .file("etc/.wh.gone", b"", 0)
@@ -148,13 +131,7 @@ fn implied_case(d: &Dirs) -> Vec<u8> {
     file(&d.lower, "/etc/hosts", b"lower", 0o644);
     mkdir(&d.lower, "/var/lib", 0o711);
     file(&d.lower, "/var/lib/gone", b"x", 0o644);
-    rustix::fs::setxattr(
-        d.lower.join("etc"),
-        "user.keep",
-        b"1",
-        rustix::fs::XattrFlags::empty(),
-    )
-    .unwrap();
+    xattr_set(&d.lower.join("etc"), "user.keep", b"1");
     let mut tb = Tar::new();
     tb.file("etc/new", b"new", 0o644)
         .file("var/lib/.wh.gone", b"", 0)
@@ -285,13 +262,7 @@ fn hardlink_to_lower_file_copies_up() {
     file(&d.lower, "/bin/tool", b"#!/bin/sh\necho hi\n", 0o755);
     std::os::unix::fs::lchown(d.lower.join("bin/tool"), Some(7), Some(8)).unwrap();
     fs::set_permissions(d.lower.join("bin/tool"), fs::Permissions::from_mode(0o4755)).unwrap();
-    rustix::fs::setxattr(
-        d.lower.join("bin/tool"),
-        "user.tag",
-        b"v",
-        rustix::fs::XattrFlags::empty(),
-    )
-    .unwrap();
+    xattr_set(&d.lower.join("bin/tool"), "user.tag", b"v");
     mkdir(&d.lower, "/gone", 0o755);
     file(&d.lower, "/gone/f", b"x", 0o644);
     let mut tb = Tar::new();
@@ -347,14 +318,7 @@ fn hardlink_to_lower_file_copies_up() {
     file(&w.lower, "/x/f", b"x", 0o644);
     let mid = w.lower.parent().unwrap().join("mid");
     fs::create_dir_all(mid.join("x")).unwrap();
-    rustix::fs::mknodat(
-        rustix::fs::CWD,
-        mid.join("x/f").as_path(),
-        rustix::fs::FileType::CharacterDevice,
-        rustix::fs::Mode::empty(),
-        0,
-    )
-    .unwrap();
+    overlay_whiteout(&mid.join("x/f"));
     let mut tb = Tar::new();
     tb.link("x/f", "y");
     let e = apply_layer(
@@ -387,22 +351,9 @@ fn lower_lookups_follow_the_merged_view() {
     }
     // top: wh/x whited out, opq opaque (and empty), sym a symlink.
     fs::create_dir_all(top.join("wh")).unwrap();
-    rustix::fs::mknodat(
-        rustix::fs::CWD,
-        top.join("wh/x").as_path(),
-        rustix::fs::FileType::CharacterDevice,
-        rustix::fs::Mode::empty(),
-        0,
-    )
-    .unwrap();
+    overlay_whiteout(&top.join("wh/x"));
     fs::create_dir_all(top.join("opq")).unwrap();
-    rustix::fs::setxattr(
-        top.join("opq"),
-        "trusted.overlay.opaque",
-        b"y",
-        rustix::fs::XattrFlags::empty(),
-    )
-    .unwrap();
+    xattr_set(&top.join("opq"), "trusted.overlay.opaque", b"y");
     std::os::unix::fs::symlink("/elsewhere", top.join("sym")).unwrap();
     let parents = vec![top.clone(), low.clone()];
 

@@ -301,11 +301,10 @@ fn tree(root: &std::path::Path) -> Vec<String> {
 /// tree as the native pull (in order, into a full copy).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_pull_settles_implied_dirs_and_lower_hardlinks() {
-    use strata_image::build::{ImageBuilder, LayerBuilder};
+    use strata_image::build::LayerBuilder;
     let Some(reg) = Registry::start(None).await else {
         return;
     };
-    let src = Env::new();
     let mut l0 = LayerBuilder::new();
     l0.mtime(1_600_000_000).owner(0, 0);
     l0.dir("etc", 0o750).unwrap();
@@ -322,25 +321,12 @@ async fn parallel_pull_settles_implied_dirs_and_lower_hardlinks() {
     l2.mtime(1_600_000_200);
     l2.hardlink("alias", "etc/file").unwrap(); // a file of layer 0
     l2.file("top", 0o644, b"top").unwrap();
-    ImageBuilder::new()
-        .layer(l0.finish_gzip().unwrap())
-        .layer(l1.finish_gzip().unwrap())
-        .layer(l2.finish_gzip().unwrap())
-        .write(src.content.as_ref(), &src.images, "local/implied:1")
-        .await
-        .unwrap();
-    let remote = format!("{}/strata/implied:1", reg.addr);
-    src.svc
-        .push(
-            "local/implied:1",
-            Some(&remote),
-            PushOptions {
-                registry: reg_opts(),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let layers = [
+        l0.finish_gzip().unwrap(),
+        l1.finish_gzip().unwrap(),
+        l2.finish_gzip().unwrap(),
+    ];
+    let remote = push_layers(&reg, "implied", &layers).await;
     let mut trees = Vec::new();
     for sn in ["overlay", "native"] {
         let r = root_with(sn);

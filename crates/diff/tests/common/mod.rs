@@ -338,3 +338,39 @@ pub fn have_tool(name: &str) -> bool {
     }
     found
 }
+
+/// `root` joined with `s` (leading slashes ignored).
+pub fn p(root: &Path, s: &str) -> PathBuf {
+    root.join(s.trim_start_matches('/'))
+}
+
+/// `mkdir -p` of `s` under `r`, then chmod `mode`.
+pub fn mkdir(r: &Path, s: &str, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::create_dir_all(p(r, s)).unwrap();
+    fs::set_permissions(p(r, s), fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Writes file `s` under `r` with `data`, then chmod `mode`.
+pub fn file(r: &Path, s: &str, data: &[u8], mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::write(p(r, s), data).unwrap();
+    fs::set_permissions(p(r, s), fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Sets xattr `k` of the file or directory `path`.
+pub fn xattr_set(path: &Path, k: &str, v: &[u8]) {
+    rustix::fs::setxattr(path, k, v, rustix::fs::XattrFlags::empty()).unwrap();
+}
+
+/// Creates an overlay whiteout (a 0:0 character device) at `path`.
+pub fn overlay_whiteout(path: &Path) {
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::FileType::CharacterDevice,
+        rustix::fs::Mode::empty(),
+        0,
+    )
+    .unwrap();
+}

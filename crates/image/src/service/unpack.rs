@@ -107,6 +107,29 @@ impl Unpacked {
     }
 }
 
+/// The decompression a layer's media type asks for.
+///
+/// # Errors
+/// `InvalidArgument` for a media type that is not a layer's, naming the layer.
+pub(crate) fn layer_compression(layer: &Descriptor) -> Result<Compression> {
+    Compression::from_media_type(layer.media_type().to_string().as_str())
+        .map_err(|e| e.context(format!("layer {}", layer.digest())))
+}
+
+/// Checks an applied layer's DiffID against the config's.
+///
+/// # Errors
+/// `FailedPrecondition` naming the layer and both DiffIDs when they differ.
+pub(crate) fn check_diff_id(layer: &Descriptor, got: &Digest, want: &Digest) -> Result<()> {
+    if got == want {
+        return Ok(());
+    }
+    Err(Error::failed_precondition(format!(
+        "layer {} has DiffID {got}, but the config says {want}",
+        layer.digest()
+    )))
+}
+
 /// Applies layers into snapshots named by ChainID, one at a time per chain.
 #[derive(Clone)]
 pub(crate) struct LayerUnpacker {
@@ -195,8 +218,7 @@ impl LayerUnpacker {
             self.hold(chain.as_ref()).await?;
             return Ok(false);
         }
-        let compression = Compression::from_media_type(layer.media_type().to_string().as_str())
-            .map_err(|e| e.context(format!("layer {}", layer.digest())))?;
+        let compression = layer_compression(layer)?;
         let key = unpack_key(chain.as_ref());
         self.hold(&key).await?;
         let mut labels = Labels::new();
@@ -216,29 +238,51 @@ impl LayerUnpacker {
                 return Err(e.context(format!("apply layer {} onto {key:?}", layer.digest())));
             }
         };
-        if &stats.diff_id != diff_id {
+        if let Err(e) = check_diff_id(layer, &stats.diff_id, diff_id) {
             let _ = self.sn.remove(&key).await;
-            return Err(Error::failed_precondition(format!(
-                "layer {} has DiffID {}, but the config says {diff_id}",
-                layer.digest(),
-                stats.diff_id
-            )));
+            return Err(e);
         }
-        self.hold(chain.as_ref()).await?;
-        let applied = match self.sn.commit(chain.as_ref(), &key, Labels::new()).await {
-            Ok(()) => true,
-            Err(e) if e.is_already_exists() => {
-                // A concurrent unpacker (maybe in another process) won: theirs is as good.
-                let _ = self.sn.remove(&key).await;
-                false
-            }
-            Err(e) => {
-                let _ = self.sn.remove(&key).await;
-                return Err(e.context(format!("commit snapshot {chain}")));
-            }
-        };
+        let applied = self.commit_layer(chain, &key, None).await?;
         self.label_uncompressed(layer, diff_id).await?;
         Ok(applied)
+    }
+
+    /// Commits the applied active snapshot `key` as `chain` — onto `rebase_onto` with
+    /// [`Snapshotter::commit_rebase`] when given (`key` was prepared without parent) —
+    /// under the lease. Returns whether this call made `chain`; `false` when a concurrent
+    /// unpacker (maybe in another process) made it first, theirs being as good. `key` is
+    /// removed unless committed.
+    ///
+    /// # Errors
+    /// The snapshotter's commit errors other than `AlreadyExists`.
+    pub async fn commit_layer(
+        &self,
+        chain: &Digest,
+        key: &str,
+        rebase_onto: Option<&Digest>,
+    ) -> Result<bool> {
+        let committed = match self.hold(chain.as_ref()).await {
+            Err(e) => Err(e),
+            Ok(()) => match rebase_onto {
+                None => self.sn.commit(chain.as_ref(), key, Labels::new()).await,
+                Some(p) => {
+                    self.sn
+                        .commit_rebase(chain.as_ref(), key, p.as_ref(), Labels::new())
+                        .await
+                }
+            },
+        };
+        match committed {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                let _ = self.sn.remove(key).await;
+                if e.is_already_exists() {
+                    Ok(false)
+                } else {
+                    Err(e.context(format!("commit snapshot {chain}")))
+                }
+            }
+        }
     }
 
     async fn apply<F>(

@@ -344,18 +344,22 @@ impl TeeRouter {
 fn stream_reader(
     rx: mpsc::Receiver<Bytes>,
 ) -> impl FnOnce() -> Result<Box<dyn Read + Send>> + Send + 'static {
-    move || {
-        Ok(Box::new(ChannelReader {
-            rx,
-            cur: Bytes::new(),
-        }) as Box<dyn Read + Send>)
-    }
+    move || Ok(Box::new(ChannelReader::new(rx)) as Box<dyn Read + Send>)
 }
 
 /// A blocking [`Read`] over a download's chunks; EOF when the download ends.
 struct ChannelReader {
     rx: mpsc::Receiver<Bytes>,
     cur: Bytes,
+}
+
+impl ChannelReader {
+    fn new(rx: mpsc::Receiver<Bytes>) -> Self {
+        ChannelReader {
+            rx,
+            cur: Bytes::new(),
+        }
+    }
 }
 
 impl Read for ChannelReader {

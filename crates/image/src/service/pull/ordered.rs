@@ -60,8 +60,7 @@ async fn apply_in_order(
     for (i, layer) in plan.layers.iter().enumerate() {
         if plan.exists[i] {
             u.label_uncompressed(layer, &plan.diff_ids[i]).await?;
-            n.existed += 1;
-            plan.emit(i, LayerState::Exists);
+            n.record(plan, i, false, false);
             continue;
         }
         let (parent, chain, diff_id) = (plan.parent(i), &plan.chains[i], &plan.diff_ids[i]);

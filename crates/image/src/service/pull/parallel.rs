@@ -28,7 +28,7 @@ use tokio::sync::{OwnedMutexGuard, Semaphore, watch};
 use tokio::task::JoinHandle;
 
 use super::{ChannelReader, Counts, Plan, TeeRouter};
-use crate::service::unpack::{LayerState, SNAPSHOT_REF};
+use crate::service::unpack::{LayerState, SNAPSHOT_REF, check_diff_id, layer_compression};
 
 /// What a layer task left for the in-order committer.
 enum Staged {
@@ -133,8 +133,7 @@ async fn layer_task(
         p = limiter.clone().acquire_owned() => p,
         _ = until(&mut cancel) => return Err(cancelled()),
     };
-    let compression = Compression::from_media_type(layer_media_type(plan, i).as_str())
-        .map_err(|e| e.context(format!("layer {}", plan.layers[i].digest())))?;
+    let compression = layer_compression(&plan.layers[i])?;
     let key = unpack_key(chain.as_ref());
     u.hold(&key).await?;
     let mut labels = Labels::new();
@@ -157,10 +156,6 @@ async fn layer_task(
             Err(e)
         }
     }
-}
-
-fn layer_media_type(plan: &Plan, i: usize) -> String {
-    plan.layers[i].media_type().to_string()
 }
 
 /// Applies layer `i` into the directory of the parentless snapshot whose mounts are
@@ -198,10 +193,7 @@ async fn stage(
     router.forget(layer.digest(), want.id);
     let streamed = stream.is_some();
     let reader: Box<dyn std::io::Read + Send> = match stream {
-        Some(rx) => Box::new(ChannelReader {
-            rx,
-            cur: bytes::Bytes::new(),
-        }),
+        Some(rx) => Box::new(ChannelReader::new(rx)),
         None => {
             // Not streamed (resumed, already present, or another reader has the
             // stream): wait for the blob, then read it.
@@ -262,8 +254,7 @@ async fn commit_in_order(
         match staged {
             Staged::Exists => {
                 u.label_uncompressed(layer, diff_id).await?;
-                n.existed += 1;
-                plan.emit(i, LayerState::Exists);
+                n.record(plan, i, false, false);
             }
             Staged::Retry { cause } => {
                 tracing::debug!(layer = %layer.digest(), %cause, "applying in order instead");
@@ -306,14 +297,7 @@ async fn commit(
     stats: ApplyStats,
 ) -> Result<bool> {
     let (u, layer, chain) = (&plan.u, &plan.layers[i], &plan.chains[i]);
-    if stats.diff_id != plan.diff_ids[i] {
-        return Err(Error::failed_precondition(format!(
-            "layer {} has DiffID {}, but the config says {}",
-            layer.digest(),
-            stats.diff_id,
-            plan.diff_ids[i]
-        )));
-    }
+    check_diff_id(layer, &stats.diff_id, &plan.diff_ids[i])?;
     if let Some(parent) = plan.parent(i)
         && !stats.implied_dirs.is_empty()
     {
@@ -324,22 +308,7 @@ async fn commit(
             .map_err(|e| Error::internal(format!("inherit task failed: {e}")))?
             .map_err(|e| e.context(format!("layer {}", layer.digest())))?;
     }
-    u.hold(chain.as_ref()).await?;
-    let res = match plan.parent(i) {
-        None => u.sn.commit(chain.as_ref(), key, Labels::new()).await,
-        Some(p) => {
-            u.sn.commit_rebase(chain.as_ref(), key, p.as_ref(), Labels::new())
-                .await
-        }
-    };
-    match res {
-        Ok(()) => Ok(true),
-        Err(e) if e.is_already_exists() => {
-            let _ = u.sn.remove(key).await;
-            Ok(false)
-        }
-        Err(e) => Err(e.context(format!("commit snapshot {chain}"))),
-    }
+    u.commit_layer(chain, key, plan.parent(i)).await
 }
 
 /// The directories of committed snapshot `chain` and its parents, top first (from the
