@@ -11,17 +11,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use strata::content::local::LocalStore;
-use strata::content::{Labels, Manager, Result};
+use strata::content::{Manager, Result};
 use strata::image::build::{ImageBuilder, LayerBuilder};
-use strata::image::gc::Collector;
 use strata::image::layout::{self, ExportOpts, ImportOpts};
-use strata::image::leases::LeaseManager;
-use strata::image::service::{
-    CommitOptions, ConfigChanges, IMAGE_LABEL, ImageService, LayerState, UnpackOptions,
-};
-use strata::image::store::ImageStore;
+use strata::image::service::{CommitOptions, ConfigChanges, LayerState, UnpackOptions};
 use strata::snapshot::Mount;
+use strata::{Root, RootOptions};
 
 fn short(d: &impl std::fmt::Display) -> String {
     let s = d.to_string();
@@ -33,11 +28,20 @@ fn is_root() -> bool {
     unsafe { libc::getuid() == 0 }
 }
 
+/// A state directory with the native snapshotter (for stores that only hold blobs).
+fn blob_root(dir: &Path) -> Result<Root> {
+    let opts = RootOptions {
+        snapshotter: Some("native".into()),
+        ..Default::default()
+    };
+    Root::open_with(dir, opts)
+}
+
 /// Builds the "upstream" image in a scratch store and exports it as an OCI layout, as a
 /// registry or another tool would hand it to us.
 async fn build_upstream_layout(scratch: &Path, layout_dir: &Path) -> Result<()> {
-    let content = Arc::new(LocalStore::open(scratch.join("content"))?);
-    let images = ImageStore::open(scratch.join("metadata.db"))?;
+    let scratch = blob_root(scratch)?;
+    let (content, images) = (Arc::new(scratch.content().clone()), scratch.images());
     // SAFETY: getuid/getgid have no preconditions.
     let (uid, gid) = unsafe { (libc::getuid() as u64, libc::getgid() as u64) };
     let mut base = LayerBuilder::new();
@@ -75,7 +79,7 @@ async fn build_upstream_layout(scratch: &Path, layout_dir: &Path) -> Result<()> 
         .layer(app.finish_gzip()?)
         .config("Cmd", serde_json::json!(["/bin/hello"]))
         .config("WorkingDir", serde_json::json!("/srv"))
-        .write(content.as_ref(), &images, "quickstart/base:1")
+        .write(content.as_ref(), images, "quickstart/base:1")
         .await?;
     let img = images.get("quickstart/base:1").await?;
     layout::export_dir(content, &[img], layout_dir, &ExportOpts::default()).await?;
@@ -124,25 +128,18 @@ async fn run() -> Result<()> {
     let keep = std::env::args().nth(1).map(PathBuf::from);
     let tmp = tempfile::tempdir().map_err(|e| strata::content::Error::io("create temp dir", e))?;
     let keep_dir = keep.is_some();
-    let root = keep.clone().unwrap_or_else(|| tmp.path().join("state"));
-    let sn_name = if is_root() {
-        strata::snapshot::default_backend(&root.join("snapshots/probe"))
-    } else {
-        "native"
+    let dir = keep.clone().unwrap_or_else(|| tmp.path().join("state"));
+
+    // 0. The state directory: content, snapshots, images, leases and the service.
+    let root = match is_root() {
+        true => Root::open(&dir)?,
+        false => blob_root(&dir)?,
     };
     println!(
-        "strata quickstart: state in {} (snapshotter {sn_name})\n",
-        root.display()
+        "strata quickstart: state in {} (snapshotter {})\n",
+        dir.display(),
+        root.snapshotter_name()
     );
-
-    // 0. Stores and the service.
-    let content = LocalStore::open(root.join("content"))?;
-    let images = ImageStore::open(root.join("metadata.db"))?;
-    let leases = Arc::new(LeaseManager::open(root.join("metadata.db"))?);
-    let sn = strata::snapshot::open(sn_name, &root.join("snapshots").join(sn_name))?;
-    let svc = ImageService::new(Arc::new(content.clone()), Arc::new(images.clone()))
-        .with_snapshotter(sn_name, sn.clone())
-        .with_leases(leases.clone());
 
     // 1. An image built by strata's own code, handed over as an OCI layout.
     let layout_dir = tmp.path().join("upstream-layout");
@@ -151,8 +148,8 @@ async fn run() -> Result<()> {
 
     // 2. Import.
     let imported = layout::import(
-        Arc::new(content.clone()),
-        &images,
+        Arc::new(root.content().clone()),
+        root.images(),
         &layout_dir,
         &ImportOpts::default(),
     )
@@ -180,7 +177,8 @@ async fn run() -> Result<()> {
             );
         }
     });
-    let unpacked = svc
+    let unpacked = root
+        .service()
         .unpack(
             &base,
             UnpackOptions {
@@ -197,9 +195,7 @@ async fn run() -> Result<()> {
 
     // 4. A container: an active snapshot on the image's top ChainID.
     let key = format!("quickstart-ctr-{}", std::process::id());
-    let mut labels = Labels::new();
-    labels.insert(IMAGE_LABEL.into(), base.name.clone());
-    let mounts = sn.prepare(&key, &top, labels).await?;
+    let mounts = root.prepare_container(&key, &base.name).await?;
     println!(
         "4. prepared container snapshot {key:?} ({} mount)",
         mounts[0].kind
@@ -226,7 +222,7 @@ async fn run() -> Result<()> {
     let mut config = ConfigChanges::default();
     config.apply_instruction("CMD [\"/bin/sh\", \"-c\", \"cat /srv/index.html\"]")?;
     config.apply_instruction("LABEL org.opencontainers.image.title=quickstart")?;
-    let committed = svc
+    let committed = root
         .commit(
             &key,
             "quickstart/app:2",
@@ -260,18 +256,16 @@ async fn run() -> Result<()> {
         .map(|k| k.join("export"))
         .unwrap_or_else(|| tmp.path().join("export"));
     layout::export_dir(
-        Arc::new(content.clone()),
+        Arc::new(root.content().clone()),
         std::slice::from_ref(&committed.image),
         &out,
         &ExportOpts::default(),
     )
     .await?;
-    let check_root = tmp.path().join("check");
-    let check_content = LocalStore::open(check_root.join("content"))?;
-    let check_images = ImageStore::open(check_root.join("metadata.db"))?;
+    let check = blob_root(&tmp.path().join("check"))?;
     let back = layout::import(
-        Arc::new(check_content),
-        &check_images,
+        Arc::new(check.content().clone()),
+        check.images(),
         &out,
         &ImportOpts::default(),
     )
@@ -293,16 +287,9 @@ async fn run() -> Result<()> {
     }
 
     // 8. Clean up the container and collect garbage: the images keep their blobs.
-    sn.remove(&key).await?;
-    let stats = Collector {
-        content: content.clone(),
-        images,
-        leases,
-        snapshotters: vec![(sn_name.into(), sn)],
-    }
-    .collect()
-    .await?;
-    let blobs = content.walk(&[]).await?.len();
+    root.remove_container(&key).await?;
+    let stats = root.gc().await?;
+    let blobs = root.content().walk(&[]).await?.len();
     println!(
         "8. removed the container; GC kept {blobs} blobs, removed {} blob records and {} snapshots",
         stats.content, stats.snapshots
@@ -310,7 +297,7 @@ async fn run() -> Result<()> {
     if keep_dir {
         println!(
             "\nState kept. Try: cargo run --release --example strata -- --root {} image ls",
-            root.display()
+            dir.display()
         );
     }
     Ok(())

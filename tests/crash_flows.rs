@@ -87,7 +87,7 @@ async fn crash_child() {
     let reference = env("STRATA_CRASH_REF");
     match role.as_str() {
         "pull" => {
-            let p = root.svc.pull(&reference, pull_opts()).await.unwrap();
+            let p = root.service().pull(&reference, pull_opts()).await.unwrap();
             println!(
                 "RESULT applied={} existed={} top={}",
                 p.applied,
@@ -96,9 +96,9 @@ async fn crash_child() {
             );
         }
         "unpack" => {
-            let img = root.images.get(&reference).await.unwrap();
+            let img = root.images().get(&reference).await.unwrap();
             let u = root
-                .svc
+                .service()
                 .unpack(&img, UnpackOptions::default())
                 .await
                 .unwrap();
@@ -111,7 +111,7 @@ async fn crash_child() {
         }
         "commit" => {
             let c = root
-                .svc
+                .service()
                 .commit("ctr", &reference, CommitOptions::default())
                 .await
                 .unwrap();
@@ -389,11 +389,11 @@ async fn fixture() -> Option<Fixture> {
         b = b.layer(l);
     }
     let img = b
-        .write(&src.content, &src.images, "crash/img:1")
+        .write(src.content(), src.images(), "crash/img:1")
         .await
         .unwrap();
     let remote = format!("{}/crash/img:1", proxy.addr);
-    src.svc
+    src.service()
         .push(
             "crash/img:1",
             Some(&remote),
@@ -405,7 +405,7 @@ async fn fixture() -> Option<Fixture> {
         .await
         .unwrap();
     let clean = Root::open(&work.path().join("clean"), SN);
-    let p = clean.svc.pull(&remote, pull_opts()).await.unwrap();
+    let p = clean.service().pull(&remote, pull_opts()).await.unwrap();
     let chains = chain_ids(&diff_ids);
     assert_eq!(p.chain_ids, chains);
     let tree = clean.tree_of(chains.last().unwrap().as_ref()).await;
@@ -430,7 +430,7 @@ async fn fixture() -> Option<Fixture> {
 /// ingest left unleased may stay for `INGEST_EXPIRY`, but must then be collected: the
 /// GC plan at now + that expiry must name it.
 async fn assert_clean_after_gc(r: &Root, what: &str) {
-    r.collector().collect().await.unwrap();
+    r.gc_collector().collect().await.unwrap();
     let (problems, _) = orphans(r, true).await;
     assert!(
         problems.is_empty(),
@@ -438,10 +438,10 @@ async fn assert_clean_after_gc(r: &Root, what: &str) {
         problems.join("\n")
     );
     r.expire_all_leases().await;
-    r.collector().collect().await.unwrap();
+    r.gc_collector().collect().await.unwrap();
     let (problems, reach) = orphans(r, false).await;
     let later =
-        r.collector().world().await.unwrap().plan(
+        r.gc_collector().world().await.unwrap().plan(
             SystemTime::now() + strata::image::gc::mark::INGEST_EXPIRY + Duration::from_secs(60),
         );
     let (waiting, problems): (Vec<String>, Vec<String>) = problems.into_iter().partition(|p| {
@@ -462,7 +462,7 @@ async fn assert_clean_after_gc(r: &Root, what: &str) {
     // Every reachable blob reads back with its digest.
     for d in &reach.content {
         let digest = strata::content::digest::parse(d).unwrap();
-        let bytes = std::fs::read(r.content.blob_path(&digest)).unwrap();
+        let bytes = std::fs::read(r.content().blob_path(&digest)).unwrap();
         assert_eq!(&strata::content::digest::sha256(&bytes), &digest, "{what}");
     }
 }
@@ -476,9 +476,13 @@ async fn assert_image_whole(
     chains: &[Digest],
     tree: &Tree,
 ) {
-    let img = r.images.get(name).await.unwrap();
+    let img = r.images().get(name).await.unwrap();
     assert_eq!(img.target.digest(), manifest);
-    let u = r.svc.unpack(&img, UnpackOptions::default()).await.unwrap();
+    let u = r
+        .service()
+        .unpack(&img, UnpackOptions::default())
+        .await
+        .unwrap();
     assert_eq!(&u.chain_ids, chains);
     assert_eq!((u.applied, u.existed), (0, chains.len()));
     let got = r.tree_of(chains.last().unwrap().as_ref()).await;
@@ -507,7 +511,7 @@ async fn pull_crash_case(f: &Fixture, case: &str, at: KillAt, arm: bool) -> bool
     }
     let r = Root::open(&root, sn_of(&root));
     f.proxy.served.store(0, Ordering::SeqCst);
-    let p = r.svc.pull(&f.remote, pull_opts()).await.unwrap();
+    let p = r.service().pull(&f.remote, pull_opts()).await.unwrap();
     if arm {
         // The re-pull resumed the killed ingest rather than starting over.
         let served = f.proxy.served.load(Ordering::SeqCst);
@@ -574,7 +578,7 @@ async fn repeated_kills(f: &Fixture) {
     eprintln!("delays: {kills} of 3 children killed before finishing");
     assert!(kills >= 1);
     let r = Root::open(&root, SN);
-    let p = r.svc.pull(&f.remote, pull_opts()).await.unwrap();
+    let p = r.service().pull(&f.remote, pull_opts()).await.unwrap();
     assert_eq!(p.chain_ids, f.chains);
     assert_clean_after_gc(&r, "delays").await;
     assert_image_whole(&r, &p.image.name, &f.manifest, &f.chains, &f.tree).await;
@@ -595,7 +599,10 @@ async fn kill_unpack_mid_apply() {
         for l in layers {
             b = b.layer(l);
         }
-        let img = b.write(&r.content, &r.images, "local/img:1").await.unwrap();
+        let img = b
+            .write(r.content(), r.images(), "local/img:1")
+            .await
+            .unwrap();
         (img.name, img.target.digest().clone())
     };
     // Reference tree from a clean root.
@@ -605,11 +612,11 @@ async fn kill_unpack_mid_apply() {
         b = b.layer(l);
     }
     let img = b
-        .write(&clean.content, &clean.images, "local/img:1")
+        .write(clean.content(), clean.images(), "local/img:1")
         .await
         .unwrap();
     clean
-        .svc
+        .service()
         .unpack(&img, UnpackOptions::default())
         .await
         .unwrap();
@@ -625,8 +632,12 @@ async fn kill_unpack_mid_apply() {
     }
     assert_eq!(killed, 2, "both kill points must be reached");
     let r = Root::open(&root, SN);
-    let img = r.images.get(&name).await.unwrap();
-    let u = r.svc.unpack(&img, UnpackOptions::default()).await.unwrap();
+    let img = r.images().get(&name).await.unwrap();
+    let u = r
+        .service()
+        .unpack(&img, UnpackOptions::default())
+        .await
+        .unwrap();
     assert_eq!(u.chain_ids, chains);
     assert!(u.applied >= 1 && u.existed >= 2, "{u:?}");
     assert_clean_after_gc(&r, "unpack").await;
@@ -641,14 +652,18 @@ async fn commit_root(path: &Path) -> (String, Digest) {
         b = b.layer(l);
     }
     let img = b
-        .write(&r.content, &r.images, "local/base:1")
+        .write(r.content(), r.images(), "local/base:1")
         .await
         .unwrap();
-    let u = r.svc.unpack(&img, UnpackOptions::default()).await.unwrap();
+    let u = r
+        .service()
+        .unpack(&img, UnpackOptions::default())
+        .await
+        .unwrap();
     let top = u.top().unwrap().to_string();
     let mut labels = Labels::new();
     labels.insert(IMAGE_LABEL.into(), img.name.clone());
-    let mounts = r.sn.prepare("ctr", &top, labels).await.unwrap();
+    let mounts = r.snapshotter().prepare("ctr", &top, labels).await.unwrap();
     tokio::task::spawn_blocking(move || {
         with_temp_mount(&mounts, |root| {
             std::fs::create_dir(root.join("changed")).unwrap();
@@ -668,7 +683,7 @@ async fn commit_root(path: &Path) -> (String, Digest) {
 
 /// The container's tree (through its mounts).
 async fn container_tree(r: &Root) -> Tree {
-    let mounts = r.sn.mounts("ctr").await.unwrap();
+    let mounts = r.snapshotter().mounts("ctr").await.unwrap();
     tokio::task::spawn_blocking(move || with_temp_mount(&mounts, full_tree).unwrap())
         .await
         .unwrap()
@@ -681,14 +696,15 @@ async fn commit_crash_case(work: &Path, case: &str, at: impl Fn(&str) -> KillAt)
     let reference = {
         let r = Root::open(&root, SN);
         let c = r
-            .svc
+            .service()
             .commit("ctr", "ref/first:1", CommitOptions::default())
             .await
             .unwrap();
-        r.images.delete(&c.image.name, None).await.unwrap();
-        r.collector().collect().await.unwrap();
+        r.images().delete(&c.image.name, None).await.unwrap();
+        r.gc_collector().collect().await.unwrap();
         assert!(
-            r.sn.stat(c.chain_id.as_ref().unwrap().as_ref())
+            r.snapshotter()
+                .stat(c.chain_id.as_ref().unwrap().as_ref())
                 .await
                 .unwrap_err()
                 .is_not_found()
@@ -703,7 +719,7 @@ async fn commit_crash_case(work: &Path, case: &str, at: impl Fn(&str) -> KillAt)
     );
     let r = Root::open(&root, SN);
     let c = r
-        .svc
+        .service()
         .commit("ctr", "crash/committed:1", CommitOptions::default())
         .await
         .unwrap();
@@ -717,8 +733,12 @@ async fn commit_crash_case(work: &Path, case: &str, at: impl Fn(&str) -> KillAt)
         )
     );
     assert_clean_after_gc(&r, case).await;
-    let img = r.images.get(&c.image.name).await.unwrap();
-    let u = r.svc.unpack(&img, UnpackOptions::default()).await.unwrap();
+    let img = r.images().get(&c.image.name).await.unwrap();
+    let u = r
+        .service()
+        .unpack(&img, UnpackOptions::default())
+        .await
+        .unwrap();
     assert_eq!((u.applied, u.existed), (0, 2));
     let got = r.tree_of(c.chain_id.as_ref().unwrap().as_ref()).await;
     let want = container_tree(&r).await;
@@ -800,7 +820,7 @@ async fn two_processes_pull_one_image_into_one_root() {
     assert_eq!(tops[0], tops[1]);
     assert_eq!(tops[0], f.chains.last().unwrap().to_string());
     let r = Root::open(&root, SN);
-    let snaps = r.sn.walk(&[]).await.unwrap();
+    let snaps = r.snapshotter().walk(&[]).await.unwrap();
     let names: Vec<PathBuf> = snaps.iter().map(|s| PathBuf::from(&s.name)).collect();
     assert_eq!(
         snaps.len(),
@@ -808,11 +828,14 @@ async fn two_processes_pull_one_image_into_one_root() {
         "one snapshot per ChainID, nothing else: {names:?}"
     );
     for c in &f.chains {
-        assert_eq!(r.sn.stat(c.as_ref()).await.unwrap().kind, Kind::Committed);
+        assert_eq!(
+            r.snapshotter().stat(c.as_ref()).await.unwrap().kind,
+            Kind::Committed
+        );
     }
     eprintln!("concurrent pulls applied {applied} layers in total (3 needed)");
     assert_clean_after_gc(&r, "concurrent").await;
-    let name = r.images.list(&[] as &[String]).await.unwrap()[0]
+    let name = r.images().list(&[] as &[String]).await.unwrap()[0]
         .name
         .clone();
     assert_image_whole(&r, &name, &f.manifest, &f.chains, &f.tree).await;
@@ -831,16 +854,19 @@ async fn orphan_walk_finds_planted_orphans() {
     l.file("a", 0o644, b"a").unwrap();
     let img = ImageBuilder::new()
         .layer(l.finish_gzip().unwrap())
-        .write(&r.content, &r.images, "x:1")
+        .write(r.content(), r.images(), "x:1")
         .await
         .unwrap();
-    r.svc.unpack(&img, UnpackOptions::default()).await.unwrap();
+    r.service()
+        .unpack(&img, UnpackOptions::default())
+        .await
+        .unwrap();
     let (p, reach) = orphans(&r, true).await;
     assert!(p.is_empty(), "{p:?}");
     assert_eq!((reach.content.len(), reach.snapshots.len()), (3, 1));
     // A blob, an ingest and a snapshot nothing references.
     strata::content::helpers::write_blob(
-        &r.content,
+        r.content(),
         "stray",
         &b"stray"[..],
         &strata::content::Descriptor::new(
@@ -854,10 +880,11 @@ async fn orphan_walk_finds_planted_orphans() {
     .unwrap();
     {
         use strata::content::{Ingester, WriterOpts};
-        let mut w = r.content.writer(WriterOpts::new("half")).await.unwrap();
+        let mut w = r.content().writer(WriterOpts::new("half")).await.unwrap();
         w.write(b"half").await.unwrap();
     }
-    r.sn.prepare("extract-1-1 sha256:x", "", Labels::new())
+    r.snapshotter()
+        .prepare("extract-1-1 sha256:x", "", Labels::new())
         .await
         .unwrap();
     let (p, _) = orphans(&r, true).await;
@@ -866,15 +893,18 @@ async fn orphan_walk_finds_planted_orphans() {
     assert!(text.contains("orphan ingest half"), "{text}");
     assert!(text.contains("orphan snapshot \"extract-1-1"), "{text}");
     // A referenced snapshot that is missing.
-    r.sn.remove("extract-1-1 sha256:x").await.unwrap();
-    r.images.delete(&img.name, None).await.unwrap();
-    let top = strata::snapshot::Snapshotter::walk(r.sn.as_ref(), &[])
+    r.snapshotter()
+        .remove("extract-1-1 sha256:x")
+        .await
+        .unwrap();
+    r.images().delete(&img.name, None).await.unwrap();
+    let top = strata::snapshot::Snapshotter::walk(r.snapshotter().as_ref(), &[])
         .await
         .unwrap()[0]
         .name
         .clone();
-    r.sn.remove(&top).await.unwrap();
-    r.images.create(img.clone()).await.unwrap();
+    r.snapshotter().remove(&top).await.unwrap();
+    r.images().create(img.clone()).await.unwrap();
     let (p, _) = orphans(&r, true).await;
     assert!(
         p.iter().any(|p| p.starts_with("referenced snapshot")),
@@ -982,16 +1012,21 @@ async fn commit_holds_every_ingest_it_opens_in_its_lease() {
     l.file("a", 0o644, b"a").unwrap();
     let img = ImageBuilder::new()
         .layer(l.finish_gzip().unwrap())
-        .write(&r.content, &r.images, "base:1")
+        .write(r.content(), r.images(), "base:1")
         .await
         .unwrap();
-    let u = r.svc.unpack(&img, UnpackOptions::default()).await.unwrap();
+    let u = r
+        .service()
+        .unpack(&img, UnpackOptions::default())
+        .await
+        .unwrap();
     let mut labels = Labels::new();
     labels.insert(IMAGE_LABEL.into(), img.name.clone());
-    let mounts =
-        r.sn.prepare("ctr", u.top().unwrap().as_ref(), labels)
-            .await
-            .unwrap();
+    let mounts = r
+        .snapshotter()
+        .prepare("ctr", u.top().unwrap().as_ref(), labels)
+        .await
+        .unwrap();
     tokio::task::spawn_blocking(move || {
         with_temp_mount(&mounts, |root| {
             std::fs::write(root.join("b"), b"b").unwrap()
@@ -1002,13 +1037,14 @@ async fn commit_holds_every_ingest_it_opens_in_its_lease() {
     .unwrap();
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let spy = LeaseSpy {
-        inner: r.content.clone(),
-        leases: r.leases.clone(),
+        inner: r.content().clone(),
+        leases: r.leases().clone(),
         seen: seen.clone(),
     };
-    let svc = strata::image::service::ImageService::new(Arc::new(spy), Arc::new(r.images.clone()))
-        .with_snapshotter(SN, r.sn.clone())
-        .with_leases(r.leases.clone());
+    let svc =
+        strata::image::service::ImageService::new(Arc::new(spy), Arc::new(r.images().clone()))
+            .with_snapshotter(SN, r.snapshotter().clone())
+            .with_leases(r.leases().clone());
     svc.commit("ctr", "new:1", CommitOptions::default())
         .await
         .unwrap();
@@ -1043,7 +1079,7 @@ async fn gc_removes_ingest_dirs_without_records() {
     let r = Root::open(work.path(), SN);
     // A real ingest, committed: its directory goes away (the normal path).
     strata::content::helpers::write_blob(
-        &r.content,
+        r.content(),
         "normal",
         &b"normal"[..],
         &strata::content::Descriptor::new(
@@ -1063,7 +1099,7 @@ async fn gc_removes_ingest_dirs_without_records() {
     std::fs::create_dir(&left).unwrap();
     std::fs::write(left.join("ref"), "default/build-sha256:x").unwrap();
     std::fs::write(left.join("lock"), "").unwrap();
-    r.collector().collect().await.unwrap();
+    r.gc_collector().collect().await.unwrap();
     assert!(
         !left.exists(),
         "GC left an ingest directory that has no record: {}",

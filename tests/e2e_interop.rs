@@ -222,11 +222,11 @@ async fn push_base(reg: &Registry, work: &Path) -> String {
     for l in layers() {
         b = b.layer(l);
     }
-    b.write(&src.content, &src.images, "e2e/base:1")
+    b.write(src.content(), src.images(), "e2e/base:1")
         .await
         .unwrap();
     let remote = format!("{}/e2e/base:1", reg.addr);
-    src.svc
+    src.service()
         .push("e2e/base:1", Some(&remote), push_opts())
         .await
         .unwrap();
@@ -269,14 +269,14 @@ async fn pull_commit_push_interop_with_umoci_and_skopeo() {
 
     // 1. Pull into a fresh root (overlay and native): same tree as umoci's.
     let a = Root::open(&work.join("a"), "overlay");
-    let pulled = a.svc.pull(&remote, pull_opts()).await.unwrap();
+    let pulled = a.service().pull(&remote, pull_opts()).await.unwrap();
     assert_eq!((pulled.applied, pulled.chain_ids.len()), (3, 3));
     let top = pulled.chain_ids.last().unwrap().to_string();
     let ours = a.tree_of(&top).await;
     assert_same_as_umoci("overlay pull vs umoci unpack", &ours, &peer_base, since);
 
     let n = Root::open(&work.join("n"), "native");
-    let pn = n.svc.pull(&remote, pull_opts()).await.unwrap();
+    let pn = n.service().pull(&remote, pull_opts()).await.unwrap();
     assert_eq!(pn.chain_ids, pulled.chain_ids);
     let ours_native = n.tree_of(&top).await;
     assert_same_as_umoci(
@@ -302,7 +302,7 @@ async fn pull_commit_push_interop_with_umoci_and_skopeo() {
     // 2. Change a container, commit, push.
     let mut labels = Labels::new();
     labels.insert(IMAGE_LABEL.into(), pulled.image.name.clone());
-    let mounts = a.sn.prepare("ctr", &top, labels).await.unwrap();
+    let mounts = a.snapshotter().prepare("ctr", &top, labels).await.unwrap();
     let m2 = mounts.clone();
     let ctr_tree = tokio::task::spawn_blocking(move || {
         with_temp_mount(&m2, |root| {
@@ -327,7 +327,7 @@ async fn pull_commit_push_interop_with_umoci_and_skopeo() {
     .await
     .unwrap();
     let c = a
-        .svc
+        .service()
         .commit(
             "ctr",
             "e2e/changed:1",
@@ -351,7 +351,7 @@ async fn pull_commit_push_interop_with_umoci_and_skopeo() {
     );
     let remote2 = format!("{}/e2e/changed:1", reg.addr);
     let pushed = a
-        .svc
+        .service()
         .push(&c.image.name, Some(&remote2), push_opts())
         .await
         .unwrap();
@@ -378,9 +378,9 @@ async fn pull_commit_push_interop_with_umoci_and_skopeo() {
     );
     // ... and from our OCI layout export.
     let layout = work.join("export");
-    let img = a.images.get(&c.image.name).await.unwrap();
+    let img = a.images().get(&c.image.name).await.unwrap();
     strata::image::layout::export_dir(
-        Arc::new(a.content.clone()),
+        Arc::new(a.content().clone()),
         std::slice::from_ref(&img),
         &layout,
         &Default::default(),
@@ -403,7 +403,7 @@ async fn pull_commit_push_interop_with_umoci_and_skopeo() {
     // 4. Re-pull by digest into another fresh root: same ChainIDs, same tree.
     let b = Root::open(&work.join("b"), "overlay");
     let by_digest = format!("{}/e2e/changed@{}", reg.addr, pushed.digest());
-    let pb = b.svc.pull(&by_digest, pull_opts()).await.unwrap();
+    let pb = b.service().pull(&by_digest, pull_opts()).await.unwrap();
     let mut want = pulled.chain_ids.clone();
     want.push(new_chain.clone());
     assert_eq!(pb.chain_ids, want);
@@ -411,7 +411,11 @@ async fn pull_commit_push_interop_with_umoci_and_skopeo() {
     let again = b.tree_of(new_chain.as_ref()).await;
     assert_same("re-pull by digest", &again, &committed_tree, true, true);
     // And the image unpacks in the original root without any work.
-    let u = a.svc.unpack(&img, UnpackOptions::default()).await.unwrap();
+    let u = a
+        .service()
+        .unpack(&img, UnpackOptions::default())
+        .await
+        .unwrap();
     assert_eq!((u.applied, u.existed), (0, 4));
     eprintln!("e2e interop took {:?}", t0.elapsed());
 }

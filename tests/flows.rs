@@ -2,61 +2,38 @@
 //! real mounts (run as root).
 
 use std::path::Path;
-use std::sync::Arc;
 
-use strata::content::local::LocalStore;
 use strata::content::{Manager, Provider};
 use strata::image::build::{ImageBuilder, LayerBuilder};
-use strata::image::gc::Collector;
-use strata::image::leases::LeaseManager;
-use strata::image::service::{
-    CommitOptions, ConfigChanges, IMAGE_LABEL, ImageService, UnpackOptions,
-};
-use strata::image::store::ImageStore;
+use strata::image::service::{CommitOptions, ConfigChanges, IMAGE_LABEL, UnpackOptions};
+use strata::snapshot::Kind;
 use strata::snapshot::mount::with_temp_mount;
 use strata::snapshot::testsuite::fstest::{check_directory_equal, read_tree};
-use strata::snapshot::{Kind, Snapshotter};
+use strata::{Root, RootOptions};
 
 struct Env {
     _dir: tempfile::TempDir,
-    content: LocalStore,
-    images: ImageStore,
-    leases: Arc<LeaseManager>,
-    sn: Arc<dyn Snapshotter>,
-    sn_name: &'static str,
-    svc: ImageService,
+    root: Root,
+}
+
+impl std::ops::Deref for Env {
+    type Target = Root;
+    fn deref(&self) -> &Root {
+        &self.root
+    }
 }
 
 fn env(sn_name: &'static str) -> Env {
     let dir = tempfile::tempdir().unwrap();
-    let content = LocalStore::open(dir.path().join("content")).unwrap();
-    let images = ImageStore::open(dir.path().join("metadata.db")).unwrap();
-    let leases = Arc::new(LeaseManager::open(dir.path().join("metadata.db")).unwrap());
-    let sn = strata::snapshot::open(sn_name, &dir.path().join("snapshots").join(sn_name)).unwrap();
-    let svc = ImageService::new(Arc::new(content.clone()), Arc::new(images.clone()))
-        .with_snapshotter(sn_name, sn.clone())
-        .with_leases(leases.clone());
-    Env {
-        _dir: dir,
-        content,
-        images,
-        leases,
-        sn,
-        sn_name,
-        svc,
-    }
+    let opts = RootOptions {
+        snapshotter: Some(sn_name.into()),
+        ..Default::default()
+    };
+    let root = Root::open_with(dir.path(), opts).unwrap();
+    Env { _dir: dir, root }
 }
 
 impl Env {
-    fn collector(&self) -> Collector {
-        Collector {
-            content: self.content.clone(),
-            images: self.images.clone(),
-            leases: self.leases.clone(),
-            snapshotters: vec![(self.sn_name.to_string(), self.sn.clone())],
-        }
-    }
-
     /// Runs `f` on a read-only view of snapshot `parent`.
     async fn with_view<R: Send + 'static>(
         &self,
@@ -65,14 +42,14 @@ impl Env {
     ) -> R {
         let key = format!("test-view-{parent}");
         let mounts = self
-            .sn
+            .snapshotter()
             .view(&key, parent, Default::default())
             .await
             .unwrap();
         let r = tokio::task::spawn_blocking(move || with_temp_mount(&mounts, f).unwrap())
             .await
             .unwrap();
-        self.sn.remove(&key).await.unwrap();
+        self.snapshotter().remove(&key).await.unwrap();
         r
     }
 }
@@ -121,7 +98,7 @@ async fn base_image(e: &Env, name: &str) -> strata::image::image::Image {
         .layer(l1.finish_gzip().unwrap())
         .layer(l2.finish_plain().unwrap())
         .config("Cmd", serde_json::json!(["/bin/hello"]))
-        .write(&e.content, &e.images, name)
+        .write(e.content(), e.images(), name)
         .await
         .unwrap()
 }
@@ -130,13 +107,16 @@ async fn unpack_then_commit(sn_name: &'static str) {
     let e = env(sn_name);
     let image = base_image(&e, "base:1").await;
     let u = e
-        .svc
+        .service()
         .unpack(&image, UnpackOptions::default())
         .await
         .unwrap();
     assert_eq!((u.applied, u.existed, u.chain_ids.len()), (2, 0, 2));
     let top = u.top().unwrap().to_string();
-    assert_eq!(e.sn.stat(&top).await.unwrap().kind, Kind::Committed);
+    assert_eq!(
+        e.snapshotter().stat(&top).await.unwrap().kind,
+        Kind::Committed
+    );
     // The unpacked tree holds the merged layers.
     let tree = e.with_view(&top, |root| read_tree(root).unwrap()).await;
     let names: Vec<String> = tree.keys().map(|p| p.display().to_string()).collect();
@@ -156,7 +136,7 @@ async fn unpack_then_commit(sn_name: &'static str) {
         assert!(!names.iter().any(|n| n == gone), "{gone} still present");
     }
     // Labels: DiffIDs on layers, the top snapshot on the config.
-    let cfg = e.content.info(u.config.digest()).await.unwrap();
+    let cfg = e.content().info(u.config.digest()).await.unwrap();
     assert_eq!(
         cfg.labels
             .get(&format!("containerd.io/gc.ref.snapshot.{sn_name}")),
@@ -164,7 +144,7 @@ async fn unpack_then_commit(sn_name: &'static str) {
     );
     // A second unpack does nothing.
     let again = e
-        .svc
+        .service()
         .unpack(&image, UnpackOptions::default())
         .await
         .unwrap();
@@ -173,7 +153,11 @@ async fn unpack_then_commit(sn_name: &'static str) {
     // A container: change files, commit.
     let mut labels = strata::content::Labels::new();
     labels.insert(IMAGE_LABEL.into(), "base:1".into());
-    let mounts = e.sn.prepare("ctr-1", &top, labels).await.unwrap();
+    let mounts = e
+        .snapshotter()
+        .prepare("ctr-1", &top, labels)
+        .await
+        .unwrap();
     let m2 = mounts.clone();
     tokio::task::spawn_blocking(move || {
         with_temp_mount(&m2, |root| {
@@ -190,7 +174,7 @@ async fn unpack_then_commit(sn_name: &'static str) {
     let mut changes = ConfigChanges::default();
     changes.apply_instruction("ENV GREETING=hi").unwrap();
     let c = e
-        .svc
+        .service()
         .commit(
             "ctr-1",
             "committed:1",
@@ -204,7 +188,10 @@ async fn unpack_then_commit(sn_name: &'static str) {
         .await
         .unwrap();
     let new_chain = c.chain_id.clone().unwrap().to_string();
-    assert_eq!(e.sn.stat(&new_chain).await.unwrap().kind, Kind::Committed);
+    assert_eq!(
+        e.snapshotter().stat(&new_chain).await.unwrap().kind,
+        Kind::Committed
+    );
     // The committed image's snapshot equals the container's tree.
     let view_tree = e
         .with_view(&new_chain, |root| read_tree(root).unwrap())
@@ -216,7 +203,7 @@ async fn unpack_then_commit(sn_name: &'static str) {
     .unwrap();
     assert_eq!(view_tree, ctr_tree);
     // Config: diff_ids + 1, history entry, env.
-    let raw = strata::content::helpers::read_blob(&e.content, &c.config)
+    let raw = strata::content::helpers::read_blob(e.content(), &c.config)
         .await
         .unwrap();
     let cfg: serde_json::Value = serde_json::from_slice(&raw).unwrap();
@@ -236,8 +223,16 @@ async fn unpack_then_commit(sn_name: &'static str) {
     );
     assert_eq!(cfg["config"]["Cmd"], serde_json::json!(["/bin/hello"]));
     // Unpacking the committed image finds every snapshot in place (no re-apply).
-    let img = e.images.get("docker.io/library/committed:1").await.unwrap();
-    let u2 = e.svc.unpack(&img, UnpackOptions::default()).await.unwrap();
+    let img = e
+        .images()
+        .get("docker.io/library/committed:1")
+        .await
+        .unwrap();
+    let u2 = e
+        .service()
+        .unpack(&img, UnpackOptions::default())
+        .await
+        .unwrap();
     assert_eq!((u2.applied, u2.existed), (0, 3));
     assert_eq!(u2.top().unwrap().to_string(), new_chain);
 }
@@ -257,16 +252,16 @@ async fn empty_commit_makes_empty_layer_history_or_is_refused() {
     let e = env("overlay");
     let image = base_image(&e, "base:1").await;
     let u = e
-        .svc
+        .service()
         .unpack(&image, UnpackOptions::default())
         .await
         .unwrap();
     let top = u.top().unwrap().to_string();
     let mut labels = strata::content::Labels::new();
     labels.insert(IMAGE_LABEL.into(), "base:1".into());
-    e.sn.prepare("ctr", &top, labels).await.unwrap();
+    e.snapshotter().prepare("ctr", &top, labels).await.unwrap();
     let refused = e
-        .svc
+        .service()
         .commit(
             "ctr",
             "empty:1",
@@ -279,13 +274,13 @@ async fn empty_commit_makes_empty_layer_history_or_is_refused() {
         .unwrap_err();
     assert!(refused.is_failed_precondition(), "{refused}");
     let c = e
-        .svc
+        .service()
         .commit("ctr", "empty:1", CommitOptions::default())
         .await
         .unwrap();
     assert!(c.layer.is_none());
     assert_eq!(c.chain_id.unwrap().to_string(), top);
-    let raw = strata::content::helpers::read_blob(&e.content, &c.config)
+    let raw = strata::content::helpers::read_blob(e.content(), &c.config)
         .await
         .unwrap();
     let cfg: serde_json::Value = serde_json::from_slice(&raw).unwrap();
@@ -305,18 +300,18 @@ async fn diff_id_mismatch_fails_and_leaves_no_snapshot() {
     layer.diff_id = strata::content::digest::sha256(b"not the layer");
     let image = ImageBuilder::new()
         .layer(layer)
-        .write(&e.content, &e.images, "bad:1")
+        .write(e.content(), e.images(), "bad:1")
         .await
         .unwrap();
     let err = e
-        .svc
+        .service()
         .unpack(&image, UnpackOptions::default())
         .await
         .unwrap_err();
     assert!(err.is_failed_precondition(), "{err}");
     assert!(err.to_string().contains("DiffID"), "{err}");
     assert!(
-        e.sn.walk(&[]).await.unwrap().is_empty(),
+        e.snapshotter().walk(&[]).await.unwrap().is_empty(),
         "no snapshot may remain"
     );
 }
@@ -326,41 +321,49 @@ async fn concurrent_unpacks_of_one_image_both_succeed() {
     let e = env("overlay");
     let image = base_image(&e, "base:1").await;
     let (a, b) = tokio::join!(
-        e.svc.unpack(&image, UnpackOptions::default()),
-        e.svc.unpack(&image, UnpackOptions::default())
+        e.service().unpack(&image, UnpackOptions::default()),
+        e.service().unpack(&image, UnpackOptions::default())
     );
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(a.top(), b.top());
     assert_eq!(a.applied + b.applied, 2, "each layer applied once");
-    assert_eq!(e.sn.walk(&[]).await.unwrap().len(), 2);
+    assert_eq!(e.snapshotter().walk(&[]).await.unwrap().len(), 2);
 }
 
 #[tokio::test]
 async fn gc_after_image_rm_collects_exactly_the_unreferenced() {
     let e = env("overlay");
     let a = base_image(&e, "a:1").await;
-    let u = e.svc.unpack(&a, UnpackOptions::default()).await.unwrap();
+    let u = e
+        .service()
+        .unpack(&a, UnpackOptions::default())
+        .await
+        .unwrap();
     // A second image sharing nothing.
     let mut l = LayerBuilder::new();
     l.file("only-b", 0o644, b"b").unwrap();
     let b = ImageBuilder::new()
         .layer(l.finish_gzip().unwrap())
-        .write(&e.content, &e.images, "b:1")
+        .write(e.content(), e.images(), "b:1")
         .await
         .unwrap();
-    let ub = e.svc.unpack(&b, UnpackOptions::default()).await.unwrap();
+    let ub = e
+        .service()
+        .unpack(&b, UnpackOptions::default())
+        .await
+        .unwrap();
     // Nothing is garbage yet.
-    let before = e.content.walk(&[]).await.unwrap().len();
-    let stats = e.collector().collect().await.unwrap();
+    let before = e.content().walk(&[]).await.unwrap().len();
+    let stats = e.collector().unwrap().collect().await.unwrap();
     assert_eq!(
         (stats.content, stats.snapshots, stats.blobs_removed),
         (0, 0, 0),
         "{stats:?}"
     );
-    assert_eq!(e.content.walk(&[]).await.unwrap().len(), before);
+    assert_eq!(e.content().walk(&[]).await.unwrap().len(), before);
 
-    e.images.delete("a:1", None).await.unwrap();
-    let stats = e.collector().collect().await.unwrap();
+    e.images().delete("a:1", None).await.unwrap();
+    let stats = e.collector().unwrap().collect().await.unwrap();
     assert_eq!(stats.snapshots, 2, "{stats:?}");
     assert_eq!(
         stats.content, 4,
@@ -368,35 +371,47 @@ async fn gc_after_image_rm_collects_exactly_the_unreferenced() {
     );
     // a's objects are gone, b's remain and still read.
     assert!(
-        e.content
+        e.content()
             .info(a.target.digest())
             .await
             .unwrap_err()
             .is_not_found()
     );
-    assert!(!e.content.blob_path(a.target.digest()).exists());
+    assert!(!e.content().blob_path(a.target.digest()).exists());
     for c in &u.chain_ids {
-        assert!(e.sn.stat(c.as_ref()).await.unwrap_err().is_not_found());
+        assert!(
+            e.snapshotter()
+                .stat(c.as_ref())
+                .await
+                .unwrap_err()
+                .is_not_found()
+        );
     }
-    assert!(e.content.reader_at(&b.target).await.is_ok());
+    assert!(e.content().reader_at(&b.target).await.is_ok());
     assert_eq!(
-        e.sn.stat(ub.top().unwrap().as_ref()).await.unwrap().kind,
+        e.snapshotter()
+            .stat(ub.top().unwrap().as_ref())
+            .await
+            .unwrap()
+            .kind,
         Kind::Committed
     );
     // An active container snapshot is kept (it stands in for a container) even with
     // its image gone; its parent chain too.
-    e.sn.prepare("ctr", ub.top().unwrap().as_ref(), Default::default())
+    e.snapshotter()
+        .prepare("ctr", ub.top().unwrap().as_ref(), Default::default())
         .await
         .unwrap();
-    e.images.delete("b:1", None).await.unwrap();
-    let stats = e.collector().collect().await.unwrap();
+    e.images().delete("b:1", None).await.unwrap();
+    let stats = e.collector().unwrap().collect().await.unwrap();
     assert_eq!(stats.snapshots, 0, "{stats:?}");
-    assert!(e.sn.stat("ctr").await.is_ok());
+    assert!(e.snapshotter().stat("ctr").await.is_ok());
     // A leftover extract snapshot (a crashed unpack) with no lease is collected.
-    e.sn.prepare("extract-1-2 sha256:x", "", Default::default())
+    e.snapshotter()
+        .prepare("extract-1-2 sha256:x", "", Default::default())
         .await
         .unwrap();
-    let stats = e.collector().collect().await.unwrap();
+    let stats = e.collector().unwrap().collect().await.unwrap();
     assert_eq!(stats.snapshots, 1, "{stats:?}");
 }
 
@@ -405,7 +420,7 @@ async fn discard_layers_lets_gc_reclaim_layer_blobs() {
     let e = env("overlay");
     let image = base_image(&e, "base:1").await;
     let u = e
-        .svc
+        .service()
         .unpack(
             &image,
             UnpackOptions {
@@ -415,13 +430,17 @@ async fn discard_layers_lets_gc_reclaim_layer_blobs() {
         )
         .await
         .unwrap();
-    let stats = e.collector().collect().await.unwrap();
+    let stats = e.collector().unwrap().collect().await.unwrap();
     assert_eq!(stats.content, 2, "the two layer blobs: {stats:?}");
     // The image still resolves and its snapshot is intact.
-    assert!(e.content.info(image.target.digest()).await.is_ok());
-    assert!(e.content.info(u.config.digest()).await.is_ok());
+    assert!(e.content().info(image.target.digest()).await.is_ok());
+    assert!(e.content().info(u.config.digest()).await.is_ok());
     assert_eq!(
-        e.sn.stat(u.top().unwrap().as_ref()).await.unwrap().kind,
+        e.snapshotter()
+            .stat(u.top().unwrap().as_ref())
+            .await
+            .unwrap()
+            .kind,
         Kind::Committed
     );
 }

@@ -78,16 +78,8 @@ pub enum Cmd {
 
 type CliResult = Result<(), Box<dyn std::error::Error>>;
 
-/// Opens the store at `global.content_root()` in `global.namespace`.
-pub fn open_store(g: &Global) -> Result<LocalStore, Error> {
-    let root = g.content_root();
-    Ok(LocalStore::open(&root)
-        .map_err(|e| e.context(format!("open content store {}", root.display())))?
-        .namespace(&g.namespace))
-}
-
 pub async fn run(g: &Global, cmd: Cmd) -> CliResult {
-    let store = open_store(g)?;
+    let store = g.open()?.content().clone();
     match cmd {
         Cmd::Ingest {
             reference,

@@ -15,14 +15,13 @@ use strata_content::local::LocalStore;
 use strata_content::{Provider, Store};
 use strata_image::image::{self as img, Image};
 use strata_image::platforms::{self, Platform};
-use strata_image::reference::Reference;
+use strata_image::reference::normalize;
 use strata_image::remote::RegistryOptions;
 use strata_image::service::{
-    CommitOptions, ConfigChanges, FetchOptions, ImageService, LayerState, PlatformSelection,
-    Progress, ProgressFn, ProgressState, PullOptions, PushOptions, UnpackEvent, UnpackOptions,
+    CommitOptions, ConfigChanges, FetchOptions, LayerState, PlatformSelection, Progress,
+    ProgressFn, ProgressState, PullOptions, PushOptions, UnpackEvent, UnpackOptions,
     UnpackProgressFn,
 };
-use strata_image::store::ImageStore;
 
 type Res<T = ()> = Result<T, Box<dyn std::error::Error>>;
 
@@ -82,7 +81,7 @@ pub enum Cmd {
         message: Option<String>,
         /// Layer compression: gzip, zstd or none.
         #[arg(long, default_value = "gzip")]
-        compression: String,
+        compression: strata::diff::Compression,
         /// Config change, Dockerfile style: `CMD …`, `ENTRYPOINT …`, `ENV K=V`, `WORKDIR d`,
         /// `LABEL k=v`, `EXPOSE 80/tcp`, `USER u` (repeatable).
         #[arg(long = "change")]
@@ -156,33 +155,6 @@ pub enum Cmd {
     },
 }
 
-struct Stores {
-    content: Arc<LocalStore>,
-    images: Arc<ImageStore>,
-    svc: ImageService,
-}
-
-fn open(g: &Global) -> Res<Stores> {
-    let st = g.state()?;
-    Ok(Stores {
-        content: Arc::new(st.content),
-        images: Arc::new(st.images),
-        svc: st.svc,
-    })
-}
-
-/// Unpacks image `reference` (if needed) with `g`'s snapshotter; returns the image's
-/// name and its top ChainID (empty for an image without layers).
-pub async fn unpacked_top(g: &Global, reference: &str) -> Res<(String, String)> {
-    let st = open(g)?;
-    let image = find(&st.images, reference).await?;
-    let u = st.svc.unpack(&image, UnpackOptions::default()).await?;
-    Ok((
-        image.name,
-        u.top().map(|d| d.to_string()).unwrap_or_default(),
-    ))
-}
-
 /// Prints unpack progress, one line per layer.
 fn unpack_progress() -> UnpackProgressFn {
     Arc::new(|e: &UnpackEvent| {
@@ -198,26 +170,6 @@ fn unpack_progress() -> UnpackProgressFn {
             short(&e.chain_id)
         );
     })
-}
-
-/// A local image by the name as given, else by its normalized reference.
-async fn find(images: &ImageStore, name: &str) -> Res<Image> {
-    match images.get(name).await {
-        Ok(i) => Ok(i),
-        Err(e) if e.is_not_found() => {
-            let Ok(r) = Reference::parse_normalized(name) else {
-                return Err(e.into());
-            };
-            Ok(images.get(&r.with_default_tag().to_string()).await?)
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-fn normalized_name(name: &str) -> String {
-    Reference::parse_normalized(name)
-        .map(|r| r.with_default_tag().to_string())
-        .unwrap_or_else(|_| name.to_string())
 }
 
 fn parse_platforms(ps: &[String]) -> Res<Vec<Platform>> {
@@ -307,7 +259,7 @@ fn tune_allocator() {
 
 pub async fn run(g: &Global, cmd: Cmd) -> Res {
     tune_allocator();
-    let st = open(g)?;
+    let root = g.open()?;
     match cmd {
         Cmd::Pull {
             plain_http,
@@ -336,8 +288,7 @@ pub async fn run(g: &Global, cmd: Cmd) -> Res {
                 ..Default::default()
             };
             let t = Instant::now();
-            let p = st
-                .svc
+            let p = root
                 .pull(
                     &reference,
                     PullOptions {
@@ -371,10 +322,10 @@ pub async fn run(g: &Global, cmd: Cmd) -> Res {
             reference,
             discard_layers,
         } => {
-            let image = find(&st.images, &reference).await?;
+            let image = root.image(&reference).await?;
             let t = Instant::now();
-            let u = st
-                .svc
+            let u = root
+                .service()
                 .unpack(
                     &image,
                     UnpackOptions {
@@ -408,12 +359,11 @@ pub async fn run(g: &Global, cmd: Cmd) -> Res {
                 config.apply_instruction(c)?;
             }
             let base_image = match base {
-                Some(b) => Some(find(&st.images, &b).await?.name),
+                Some(b) => Some(root.image(&b).await?.name),
                 None => None,
             };
             let t = Instant::now();
-            let c = st
-                .svc
+            let c = root
                 .commit(
                     &key,
                     &new_ref,
@@ -421,7 +371,7 @@ pub async fn run(g: &Global, cmd: Cmd) -> Res {
                         base_image,
                         author,
                         message,
-                        compression: compression.parse()?,
+                        compression,
                         changes: config,
                         refuse_empty,
                         ..Default::default()
@@ -455,7 +405,7 @@ pub async fn run(g: &Global, cmd: Cmd) -> Res {
             reference,
             remote,
         } => {
-            let image = find(&st.images, &reference).await?;
+            let image = root.image(&reference).await?;
             let opts = PushOptions {
                 registry: registry_opts(plain_http, user.as_deref(), &[]),
                 platforms: if platform.is_empty() {
@@ -467,17 +417,17 @@ pub async fn run(g: &Global, cmd: Cmd) -> Res {
                 ..Default::default()
             };
             let remote = remote.unwrap_or_else(|| image.name.clone());
-            let target = st.svc.push(&image.name, Some(&remote), opts).await?;
+            let target = root.push(&image.name, Some(&remote), opts).await?;
             println!("{remote} {}", target.digest());
         }
         Cmd::Import { path, name } => {
             let opts = strata_image::layout::ImportOpts {
-                name: name.map(|n| normalized_name(&n)),
+                name: name.map(|n| normalize(&n)),
                 ..Default::default()
             };
             let res = strata_image::layout::import(
-                st.content.clone() as Arc<dyn Store>,
-                &st.images,
+                Arc::new(root.content().clone()) as Arc<dyn Store>,
+                root.images(),
                 &path,
                 &opts,
             )
@@ -494,7 +444,7 @@ pub async fn run(g: &Global, cmd: Cmd) -> Res {
             path,
             platform,
         } => {
-            let image = find(&st.images, &reference).await?;
+            let image = root.image(&reference).await?;
             let opts = strata_image::layout::ExportOpts {
                 platforms: if platform.is_empty() {
                     None
@@ -503,7 +453,7 @@ pub async fn run(g: &Global, cmd: Cmd) -> Res {
                 },
                 ..Default::default()
             };
-            let provider: Arc<dyn Provider> = st.content.clone();
+            let provider: Arc<dyn Provider> = Arc::new(root.content().clone());
             let images = [image];
             if path.extension().is_some_and(|e| e == "tar") {
                 strata_image::layout::export_tar(provider, &images, &path, &opts).await?;
@@ -513,7 +463,7 @@ pub async fn run(g: &Global, cmd: Cmd) -> Res {
             println!("{} → {}", images[0].name, path.display());
         }
         Cmd::Ls { quiet, filters } => {
-            for i in st.images.list(&filters).await? {
+            for i in root.images().list(&filters).await? {
                 if quiet {
                     println!("{}", i.name);
                 } else {
@@ -528,27 +478,27 @@ pub async fn run(g: &Global, cmd: Cmd) -> Res {
             }
         }
         Cmd::Inspect { reference } => {
-            let image = find(&st.images, &reference).await?;
+            let image = root.image(&reference).await?;
             println!(
                 "{}",
-                serde_json::to_string_pretty(&inspect(&st, &image).await?)?
+                serde_json::to_string_pretty(&inspect(root.content(), &image).await?)?
             );
         }
         Cmd::Rm { references } => {
             for r in references {
-                let image = find(&st.images, &r).await?;
-                st.images.delete(&image.name, None).await?;
+                let image = root.image(&r).await?;
+                root.remove_image(&image.name).await?;
                 println!("{}", image.name);
             }
         }
         Cmd::Tag { src, dst } => {
-            let image = find(&st.images, &src).await?;
-            let mut new = Image::new(normalized_name(&dst), image.target.clone());
+            let image = root.image(&src).await?;
+            let mut new = Image::new(normalize(&dst), image.target.clone());
             new.labels = image.labels.clone();
-            match st.images.create(new.clone()).await {
+            match root.images().create(new.clone()).await {
                 Ok(_) => {}
                 Err(e) if e.is_already_exists() => {
-                    st.images
+                    root.images()
                         .update(new.clone(), &["target".to_string()])
                         .await?;
                 }
@@ -560,8 +510,8 @@ pub async fn run(g: &Global, cmd: Cmd) -> Res {
     Ok(())
 }
 
-async fn inspect(st: &Stores, image: &Image) -> Res<serde_json::Value> {
-    let provider: &dyn Provider = st.content.as_ref();
+async fn inspect(content: &LocalStore, image: &Image) -> Res<serde_json::Value> {
+    let provider: &dyn Provider = content;
     let matcher = platforms::default_matcher();
     let mut out = serde_json::to_value(image)?;
     match img::manifest(provider, &image.target, &matcher).await {

@@ -34,7 +34,7 @@ pub enum Cmd {
 }
 
 pub async fn run(g: &Global, cmd: Cmd) -> Result<(), Box<dyn std::error::Error>> {
-    let st = g.state()?;
+    let root = g.open()?;
     match cmd {
         Cmd::Create {
             id,
@@ -55,12 +55,12 @@ pub async fn run(g: &Global, cmd: Cmd) -> Result<(), Box<dyn std::error::Error>>
                     .ok_or_else(|| format!("label {kv:?} is not k=v"))?;
                 l.insert(k.into(), v.into());
             }
-            let lease = st.leases.create(opts.labels(l)).await?;
+            let lease = root.leases().create(opts.labels(l)).await?;
             println!("{}", lease.id);
         }
         Cmd::Ls { filters } => {
-            for lease in st.leases.list(&filters).await? {
-                let n = st.leases.list_resources(&lease.id).await?.len();
+            for lease in root.leases().list(&filters).await? {
+                let n = root.leases().list_resources(&lease.id).await?.len();
                 let labels: Vec<String> = lease
                     .labels
                     .iter()
@@ -76,7 +76,7 @@ pub async fn run(g: &Global, cmd: Cmd) -> Result<(), Box<dyn std::error::Error>>
         }
         Cmd::Rm { ids } => {
             for id in ids {
-                st.leases.delete(&id).await?;
+                root.leases().delete(&id).await?;
                 println!("{id}");
             }
         }
@@ -87,9 +87,9 @@ pub async fn run(g: &Global, cmd: Cmd) -> Result<(), Box<dyn std::error::Error>>
 /// `strata gc`: mark from the roots (images, leases, gc.root labels, recent ingests, user
 /// snapshots) and remove everything unreachable.
 pub async fn gc(g: &Global) -> Result<(), Box<dyn std::error::Error>> {
-    let st = g.state()?;
+    let root = g.open()?;
     let start = std::time::Instant::now();
-    let s = g.collector(&st)?.collect().await?;
+    let s = root.gc().await?;
     println!(
         "gc: removed {} blob records ({} files), {} ingests, {} snapshots, {} images, {} leases in {:.2?}",
         s.content,

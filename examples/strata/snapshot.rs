@@ -7,6 +7,7 @@ use crate::common::Global;
 use clap::Subcommand;
 use std::path::PathBuf;
 use std::sync::Arc;
+use strata::Root;
 use strata::content::{Error, Labels};
 use strata::snapshot::{Info, Snapshotter, mount};
 
@@ -96,24 +97,6 @@ pub enum Cmd {
     Diff(DiffArgs),
 }
 
-/// Which snapshotter `g` selects: `--snapshotter`, else overlay where it works, else native.
-pub fn snapshotter_name(g: &Global) -> String {
-    match &g.snapshotter {
-        Some(n) => n.clone(),
-        None => strata::snapshot::default_backend(&g.root().join("snapshots")).to_owned(),
-    }
-}
-
-/// Opens the snapshotter `g` selects at `g.snapshotter_root(name)`; returns its name too.
-///
-/// # Errors
-/// An unknown name, or the backend's open errors.
-pub fn open_snapshotter(g: &Global) -> Result<(String, Arc<dyn Snapshotter>), Error> {
-    let name = snapshotter_name(g);
-    let sn = strata::snapshot::open(&name, &g.snapshotter_root(&name))?;
-    Ok((name, sn))
-}
-
 fn parse_labels(kvs: &[String]) -> Result<Labels, Error> {
     kvs.iter()
         .map(|kv| {
@@ -135,22 +118,17 @@ pub async fn run(g: &Global, cmd: Cmd) -> Result<(), Box<dyn std::error::Error>>
         tokio::task::spawn_blocking(move || mount::unmount_all(&target)).await??;
         return Ok(());
     }
-    let (_, sn) = open_snapshotter(g)?;
-    if let Cmd::Diff(args) = cmd {
-        let res = diff(g, sn.as_ref(), args).await;
-        sn.close().await?;
-        return res;
-    }
-    let res = run_with(g, sn.as_ref(), cmd).await;
-    sn.close().await?;
+    let root = g.open()?;
+    let res = match cmd {
+        Cmd::Diff(args) => diff(&root, args).await,
+        cmd => run_with(&root, cmd).await,
+    };
+    root.snapshotter().close().await?;
     res
 }
 
-async fn run_with(
-    g: &Global,
-    sn: &dyn Snapshotter,
-    cmd: Cmd,
-) -> Result<(), Box<dyn std::error::Error>> {
+async fn run_with(root: &Root, cmd: Cmd) -> Result<(), Box<dyn std::error::Error>> {
+    let sn = root.snapshotter().as_ref();
     match cmd {
         Cmd::Prepare {
             key,
@@ -158,16 +136,14 @@ async fn run_with(
             from_image,
             labels,
         } => {
-            let mut labels = parse_labels(&labels)?;
-            let parent = match from_image {
-                Some(r) => {
-                    let (image, top) = crate::image::unpacked_top(g, &r).await?;
-                    labels.insert(strata::image::service::IMAGE_LABEL.into(), image);
-                    top
+            let labels = parse_labels(&labels)?;
+            let m = match from_image {
+                Some(image) => root.prepare_container_with(&key, &image, labels).await?,
+                None => {
+                    sn.prepare(&key, &parent.unwrap_or_default(), labels)
+                        .await?
                 }
-                None => parent.unwrap_or_default(),
             };
-            let m = sn.prepare(&key, &parent, labels).await?;
             print_json(serde_json::to_value(&m)?)?;
         }
         Cmd::View {
@@ -231,17 +207,6 @@ async fn run_with(
     Ok(())
 }
 
-/// Layer compression of `snapshot diff`.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LayerCompression {
-    /// `application/vnd.oci.image.layer.v1.tar+gzip`.
-    Gzip,
-    /// `application/vnd.oci.image.layer.v1.tar+zstd`.
-    Zstd,
-    /// `application/vnd.oci.image.layer.v1.tar`.
-    None,
-}
-
 /// Arguments of `strata snapshot diff`.
 #[derive(clap::Args, Debug)]
 pub struct DiffArgs {
@@ -249,9 +214,9 @@ pub struct DiffArgs {
     key: String,
     /// The snapshot to compare against [default: KEY's parent; "" for an empty tree].
     parent: Option<String>,
-    /// Layer compression.
-    #[arg(long, value_enum, default_value = "gzip")]
-    compression: LayerCompression,
+    /// Layer compression: gzip, zstd or none.
+    #[arg(long, default_value = "gzip")]
+    compression: strata::diff::Compression,
     /// The layer's media type (overrides --compression).
     #[arg(long)]
     media_type: Option<String>,
@@ -306,25 +271,18 @@ fn rand_u64() -> u64 {
 
 /// `strata snapshot diff`: containerd's `rootfs.CreateDiff` (no PARENT) or a Compare of
 /// two snapshots' mounts, with [`WalkingDiff`](strata::diff::WalkingDiff) as the Comparer.
-async fn diff(
-    g: &Global,
-    sn: &dyn Snapshotter,
-    a: DiffArgs,
-) -> Result<(), Box<dyn std::error::Error>> {
+async fn diff(root: &Root, a: DiffArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let sn = root.snapshotter().as_ref();
     use strata::diff::{Comparer, DiffOpts, WalkingDiff};
     let parent = match a.parent.clone() {
         Some(p) => p,
         None => sn.stat(&a.key).await?.parent,
     };
-    let media_type = a.media_type.clone().unwrap_or_else(|| {
-        match a.compression {
-            LayerCompression::Gzip => strata::diff::compression::MEDIA_TYPE_LAYER_GZIP,
-            LayerCompression::Zstd => strata::diff::compression::MEDIA_TYPE_LAYER_ZSTD,
-            LayerCompression::None => strata::diff::compression::MEDIA_TYPE_LAYER,
-        }
-        .to_owned()
-    });
-    let store = strata::content::local::LocalStore::open(g.content_root())?.namespace(&g.namespace);
+    let media_type = a
+        .media_type
+        .clone()
+        .unwrap_or_else(|| a.compression.media_type().to_owned());
+    let store = root.content().clone();
     let opts = DiffOpts {
         media_type: Some(media_type),
         level: a.level,
@@ -367,7 +325,7 @@ async fn diff(
         let ra = strata::content::Provider::reader_at(&store, &desc).await?;
         let path = path.clone();
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            let mut r = strata::diff::walking::ReadAt::new(ra);
+            let mut r = strata::diff::ReadAt::new(ra);
             if path.as_os_str() == "-" {
                 let mut w = std::io::BufWriter::new(std::io::stdout().lock());
                 std::io::copy(&mut r, &mut w)?;

@@ -7,58 +7,43 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use strata::content::local::LocalStore;
+use strata::RootOptions;
 use strata::content::{Descriptor, Manager};
 use strata::image::gc::Collector;
-use strata::image::leases::LeaseManager;
-use strata::image::service::ImageService;
-use strata::image::store::ImageStore;
+use strata::snapshot::Kind;
 use strata::snapshot::mount::with_temp_mount;
 use strata::snapshot::testsuite::fstest::{Entry, read_tree};
-use strata::snapshot::{Kind, Snapshotter};
 
-/// One strata root: the layout the CLI uses (`content/`, `metadata.db`,
-/// `snapshots/<name>`).
+/// A [`strata::Root`] opened with one snapshotter, plus the test helpers below.
 pub struct Root {
     pub path: PathBuf,
-    pub content: LocalStore,
-    pub images: ImageStore,
-    pub leases: Arc<LeaseManager>,
-    pub sn: Arc<dyn Snapshotter>,
-    pub sn_name: String,
-    pub svc: ImageService,
+    root: strata::Root,
+}
+
+impl std::ops::Deref for Root {
+    type Target = strata::Root;
+    fn deref(&self) -> &strata::Root {
+        &self.root
+    }
 }
 
 impl Root {
     /// Opens (or creates) the root at `path` with snapshotter `sn_name`.
     pub fn open(path: &Path, sn_name: &str) -> Root {
-        let content = LocalStore::open(path.join("content")).unwrap();
-        let images = ImageStore::open(path.join("metadata.db")).unwrap();
-        let leases = Arc::new(LeaseManager::open(path.join("metadata.db")).unwrap());
-        let sn = strata::snapshot::open(sn_name, &path.join("snapshots").join(sn_name)).unwrap();
-        let svc = ImageService::new(Arc::new(content.clone()), Arc::new(images.clone()))
-            .with_snapshotter(sn_name, sn.clone())
-            .with_leases(leases.clone());
+        let opts = RootOptions {
+            snapshotter: Some(sn_name.into()),
+            ..Default::default()
+        };
         Root {
             path: path.to_path_buf(),
-            content,
-            images,
-            leases,
-            sn,
-            sn_name: sn_name.to_string(),
-            svc,
+            root: strata::Root::open_with(path, opts).unwrap(),
         }
     }
 
-    pub fn collector(&self) -> Collector {
-        Collector {
-            content: self.content.clone(),
-            images: self.images.clone(),
-            leases: self.leases.clone(),
-            snapshotters: vec![(self.sn_name.clone(), self.sn.clone())],
-        }
+    /// The garbage collector over this root.
+    pub fn gc_collector(&self) -> Collector {
+        self.root.collector().unwrap()
     }
 
     /// Runs `f` on a read-only view of snapshot `parent` (through its real mounts).
@@ -69,14 +54,14 @@ impl Root {
     ) -> R {
         let key = format!("e2e-view-{}", rand_suffix());
         let mounts = self
-            .sn
+            .snapshotter()
             .view(&key, parent, Default::default())
             .await
             .unwrap();
         let r = tokio::task::spawn_blocking(move || with_temp_mount(&mounts, f).unwrap())
             .await
             .unwrap();
-        self.sn.remove(&key).await.unwrap();
+        self.snapshotter().remove(&key).await.unwrap();
         r
     }
 
@@ -87,8 +72,8 @@ impl Root {
 
     /// Deletes every lease (what their expiry does), for the strict GC check.
     pub async fn expire_all_leases(&self) {
-        for l in self.leases.list(&[] as &[String]).await.unwrap() {
-            self.leases.delete(&l.id).await.unwrap();
+        for l in self.leases().list(&[] as &[String]).await.unwrap() {
+            self.leases().delete(&l.id).await.unwrap();
         }
     }
 }
@@ -254,33 +239,34 @@ const GC_REF_CONTENT: &str = "containerd.io/gc.ref.content";
 pub async fn orphans(r: &Root, leases: bool) -> (Vec<String>, Reach) {
     let mut problems = Vec::new();
     let mut reach = Reach::default();
-    let snaps: BTreeMap<String, strata::snapshot::Info> =
-        r.sn.walk(&[])
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|i| (i.name.clone(), i))
-            .collect();
+    let snaps: BTreeMap<String, strata::snapshot::Info> = r
+        .snapshotter()
+        .walk(&[])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| (i.name.clone(), i))
+        .collect();
     let mut content_stack: Vec<(String, Option<String>)> = Vec::new();
     // (key, whether it must exist): a lease may name a snapshot key that its flow has
     // since committed or removed (containerd ignores those too).
     let mut snap_stack: Vec<(String, bool)> = Vec::new();
-    for (_, img) in r.images.all_images().await.unwrap() {
+    for (_, img) in r.images().all_images().await.unwrap() {
         content_stack.push((
             img.target.digest().to_string(),
             Some(img.target.media_type().to_string()),
         ));
     }
     if leases {
-        for l in r.leases.list(&[] as &[String]).await.unwrap() {
-            for res in r.leases.list_resources(&l.id).await.unwrap() {
+        for l in r.leases().list(&[] as &[String]).await.unwrap() {
+            for res in r.leases().list_resources(&l.id).await.unwrap() {
                 match res.kind.as_str() {
                     "content" => content_stack.push((res.id, None)),
                     "ingests" => {
                         reach.ingests.insert(res.id);
                     }
                     "images" => {}
-                    k if k == format!("snapshots/{}", r.sn_name) => {
+                    k if k == format!("snapshots/{}", r.snapshotter_name()) => {
                         snap_stack.push((res.id, false))
                     }
                     k => problems.push(format!("lease {} holds unknown kind {k}", l.id)),
@@ -299,7 +285,7 @@ pub async fn orphans(r: &Root, leases: bool) -> (Vec<String>, Reach) {
             continue;
         }
         let digest = strata::content::digest::parse(&d).unwrap();
-        let info = match r.content.info(&digest).await {
+        let info = match r.content().info(&digest).await {
             Ok(i) => i,
             Err(e) => {
                 // A lease may name content that was never written (a crash before it).
@@ -313,14 +299,14 @@ pub async fn orphans(r: &Root, leases: bool) -> (Vec<String>, Reach) {
             if k.starts_with(GC_REF_CONTENT) {
                 content_stack.push((v.clone(), Some(String::new())));
             }
-            if k.strip_prefix("containerd.io/gc.ref.snapshot.") == Some(r.sn_name.as_str()) {
+            if k.strip_prefix("containerd.io/gc.ref.snapshot.") == Some(r.snapshotter_name()) {
                 snap_stack.push((v.clone(), true));
             }
         }
         let Some(mt) = media_type else { continue };
         if mt.contains("manifest") || mt.contains("index") || mt.is_empty() {
             let desc = Descriptor::new(mt.as_str().into(), info.size as u64, digest.clone());
-            let raw = strata::content::helpers::read_blob(&r.content, &desc)
+            let raw = strata::content::helpers::read_blob(r.content(), &desc)
                 .await
                 .unwrap();
             let Ok(v) = serde_json::from_slice::<serde_json::Value>(&raw) else {
@@ -362,25 +348,25 @@ pub async fn orphans(r: &Root, leases: bool) -> (Vec<String>, Reach) {
             None => {}
         }
     }
-    for info in r.content.walk(&[]).await.unwrap() {
+    for info in r.content().walk(&[]).await.unwrap() {
         if !reach.content.contains(info.digest.as_ref()) {
             problems.push(format!("orphan blob record {}", info.digest));
         }
     }
     let recorded: BTreeSet<String> = r
-        .content
+        .content()
         .all_blob_records()
         .await
         .unwrap()
         .into_iter()
         .map(|(_, d)| d.to_string())
         .collect();
-    for d in r.content.blobs_on_disk().await.unwrap() {
+    for d in r.content().blobs_on_disk().await.unwrap() {
         if !recorded.contains(d.as_ref()) {
             problems.push(format!("blob file {d} without a record"));
         }
     }
-    for (_, st) in r.content.all_ingests().await.unwrap() {
+    for (_, st) in r.content().all_ingests().await.unwrap() {
         if !reach.ingests.contains(&st.reference) {
             problems.push(format!(
                 "orphan ingest {} ({} bytes)",
@@ -391,7 +377,7 @@ pub async fn orphans(r: &Root, leases: bool) -> (Vec<String>, Reach) {
     // Ingest directories without a database row.
     if let Ok(rd) = std::fs::read_dir(r.path.join("content/ingest")) {
         let n = rd.count();
-        let rows = r.content.all_ingests().await.unwrap().len();
+        let rows = r.content().all_ingests().await.unwrap().len();
         if n > rows {
             problems.push(format!(
                 "{n} ingest directories on disk for {rows} ingest records"

@@ -1,21 +1,53 @@
-//! Layer compression: media types, magic sniffing, decoders and encoders.
+//! Layer compression: the layer media types, the one [`Compression`] enum, magic
+//! sniffing, decoders and encoders.
+//!
+//! These are *the* layer media types of the workspace: `strata-image`'s `media_types`
+//! re-exports them next to the manifest, index and config types.
+//!
+//! ```
+//! use strata_diff::compression::{self as c, Compression};
+//! assert_eq!(Compression::from_media_type(c::OCI_LAYER_ZSTD).unwrap(), Compression::Zstd);
+//! assert_eq!(Compression::Gzip.media_type(), c::OCI_LAYER_GZIP);
+//! assert_eq!("none".parse::<Compression>().unwrap(), Compression::None);
+//! ```
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use strata_content::{Error, Result};
 
-/// OCI media type of an uncompressed layer.
-pub const MEDIA_TYPE_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
-/// OCI media type of a gzip layer.
-pub const MEDIA_TYPE_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-/// OCI media type of a zstd layer.
-pub const MEDIA_TYPE_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+/// OCI uncompressed layer.
+pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
+/// OCI gzip layer.
+pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+/// OCI zstd layer.
+pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+/// OCI non-distributable uncompressed layer (deprecated, still read).
+pub const OCI_LAYER_NONDISTRIBUTABLE: &str =
+    "application/vnd.oci.image.layer.nondistributable.v1.tar";
+/// OCI non-distributable gzip layer (deprecated, still read).
+pub const OCI_LAYER_NONDISTRIBUTABLE_GZIP: &str =
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip";
+/// OCI non-distributable zstd layer (deprecated, still read).
+pub const OCI_LAYER_NONDISTRIBUTABLE_ZSTD: &str =
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd";
+/// Docker uncompressed layer (as `docker save` lists them, and some registries serve).
+pub const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
+/// Docker gzip layer.
+pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+/// Docker zstd layer (containerd extension).
+pub const DOCKER_LAYER_ZSTD: &str = "application/vnd.docker.image.rootfs.diff.tar.zstd";
+/// Docker foreign (non-distributable) gzip layer.
+pub const DOCKER_LAYER_FOREIGN_GZIP: &str =
+    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
+/// Docker foreign (non-distributable) uncompressed layer.
+pub const DOCKER_LAYER_FOREIGN: &str = "application/vnd.docker.image.rootfs.foreign.diff.tar";
 
-/// How a layer stream is compressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a layer stream is compressed; the default is gzip, as containerd writes layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Compression {
     /// A plain tar stream.
     None,
     /// gzip (possibly several members).
+    #[default]
     Gzip,
     /// zstd (possibly several frames).
     Zstd,
@@ -30,29 +62,16 @@ impl Compression {
     /// # Errors
     /// `NotImplemented` for anything else (encrypted layers, EROFS, configs …).
     pub fn from_media_type(media_type: &str) -> Result<Self> {
-        let mt = media_type.trim();
-        let oci = [
-            "application/vnd.oci.image.layer.v1.tar",
-            "application/vnd.oci.image.layer.nondistributable.v1.tar",
-        ];
-        for base in oci {
-            if let Some(rest) = mt.strip_prefix(base) {
-                return match rest {
-                    "" => Ok(Compression::None),
-                    "+gzip" => Ok(Compression::Gzip),
-                    "+zstd" => Ok(Compression::Zstd),
-                    _ => Err(Error::not_implemented(format!(
-                        "unsupported layer media type {media_type}"
-                    ))),
-                };
+        match media_type.split(';').next().unwrap_or_default().trim() {
+            OCI_LAYER | OCI_LAYER_NONDISTRIBUTABLE => Ok(Compression::None),
+            OCI_LAYER_GZIP
+            | OCI_LAYER_NONDISTRIBUTABLE_GZIP
+            | DOCKER_LAYER_GZIP
+            | DOCKER_LAYER_FOREIGN_GZIP => Ok(Compression::Gzip),
+            OCI_LAYER_ZSTD | OCI_LAYER_NONDISTRIBUTABLE_ZSTD | DOCKER_LAYER_ZSTD => {
+                Ok(Compression::Zstd)
             }
-        }
-        match mt {
-            "application/vnd.docker.image.rootfs.diff.tar.gzip"
-            | "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => Ok(Compression::Gzip),
-            "application/vnd.docker.image.rootfs.diff.tar.zstd" => Ok(Compression::Zstd),
-            "application/vnd.docker.image.rootfs.diff.tar"
-            | "application/vnd.docker.image.rootfs.foreign.diff.tar" => Ok(Compression::Detect),
+            DOCKER_LAYER | DOCKER_LAYER_FOREIGN => Ok(Compression::Detect),
             _ => Err(Error::not_implemented(format!(
                 "unsupported layer media type {media_type}"
             ))),
@@ -62,9 +81,42 @@ impl Compression {
     /// The OCI layer media type for this compression (`Detect` maps to plain tar).
     pub fn media_type(self) -> &'static str {
         match self {
-            Compression::Gzip => MEDIA_TYPE_LAYER_GZIP,
-            Compression::Zstd => MEDIA_TYPE_LAYER_ZSTD,
-            Compression::None | Compression::Detect => MEDIA_TYPE_LAYER,
+            Compression::Gzip => OCI_LAYER_GZIP,
+            Compression::Zstd => OCI_LAYER_ZSTD,
+            Compression::None | Compression::Detect => OCI_LAYER,
+        }
+    }
+
+    /// The lowercase name: `none`, `gzip`, `zstd` or `detect`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+            Compression::Detect => "detect",
+        }
+    }
+}
+
+impl std::fmt::Display for Compression {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Compression {
+    type Err = Error;
+
+    /// `gzip`, `zstd`, `none` (or `uncompressed`), `detect`.
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "gzip" => Ok(Compression::Gzip),
+            "zstd" => Ok(Compression::Zstd),
+            "none" | "uncompressed" => Ok(Compression::None),
+            "detect" => Ok(Compression::Detect),
+            _ => Err(Error::invalid_argument(format!(
+                "unknown compression {s:?} (gzip, zstd or none)"
+            ))),
         }
     }
 }
@@ -200,9 +252,49 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_layer_media_type() {
+        use Compression::*;
+        let cases = [
+            (OCI_LAYER, None),
+            (OCI_LAYER_GZIP, Gzip),
+            (OCI_LAYER_ZSTD, Zstd),
+            (OCI_LAYER_NONDISTRIBUTABLE, None),
+            (OCI_LAYER_NONDISTRIBUTABLE_GZIP, Gzip),
+            (OCI_LAYER_NONDISTRIBUTABLE_ZSTD, Zstd),
+            (DOCKER_LAYER, Detect),
+            (DOCKER_LAYER_GZIP, Gzip),
+            (DOCKER_LAYER_ZSTD, Zstd),
+            (DOCKER_LAYER_FOREIGN, Detect),
+            (DOCKER_LAYER_FOREIGN_GZIP, Gzip),
+        ];
+        for (mt, c) in cases {
+            assert_eq!(Compression::from_media_type(mt).unwrap(), c, "{mt}");
+        }
+        for bad in [
+            "application/vnd.oci.image.layer.v1.tar+lz4",
+            "application/vnd.oci.image.config.v1+json",
+        ] {
+            assert!(
+                Compression::from_media_type(bad)
+                    .unwrap_err()
+                    .is_not_implemented()
+            );
+        }
+        for c in [None, Gzip, Zstd, Detect] {
+            assert_eq!(c.as_str().parse::<Compression>().unwrap(), c);
+        }
+        assert!(
+            "lz4"
+                .parse::<Compression>()
+                .unwrap_err()
+                .is_invalid_argument()
+        );
+    }
+
+    #[test]
     fn media_types() {
         assert_eq!(
-            Compression::from_media_type(MEDIA_TYPE_LAYER_GZIP).unwrap(),
+            Compression::from_media_type(OCI_LAYER_GZIP).unwrap(),
             Compression::Gzip
         );
         assert_eq!(

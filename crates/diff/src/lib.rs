@@ -10,6 +10,8 @@
 //!   whiteouts, overlay upperdir mode).
 //! - [`compare`]: the double walk and the overlay-upperdir fast path producing changes,
 //!   and the deterministic tar writer.
+//! - [`readers`]: the sync readers apply consumes: a stored blob ([`ReadAt`]) or chunks
+//!   arriving on a channel ([`ChannelReader`]).
 //! - [`walking`]: the async [`Applier`] / [`Comparer`] traits and [`WalkingDiff`], which
 //!   picks targets from snapshot mounts and writes layers into a content store.
 
@@ -18,8 +20,10 @@ pub mod compare;
 pub mod compression;
 mod fsutil;
 mod pipeline;
+pub mod readers;
 pub mod walking;
 
 pub use apply::{ApplyOptions, ApplyStats, OverlayOptions, apply_layer, inherit_dirs};
 pub use compression::{Compression, Encoding};
+pub use readers::{ChannelReader, ReadAt};
 pub use walking::{Applier, ApplyOpts, Comparer, DiffOpts, WalkingDiff};

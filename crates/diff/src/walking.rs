@@ -14,8 +14,9 @@
 
 use crate::apply::{ApplyOptions, ApplyStats, OverlayOptions, Progress, apply_layer};
 use crate::compare::{self, ChangeWriter, WriterOptions};
-use crate::compression::{Compression, Encoding, MEDIA_TYPE_LAYER, encoder};
+use crate::compression::{Compression, Encoding, OCI_LAYER, encoder};
 use crate::pipeline::CHUNK;
+use crate::readers::ReadAt;
 use async_trait::async_trait;
 use sha2::{Digest as _, Sha256};
 use std::io::{self, Read, Write};
@@ -23,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::{SyncSender, sync_channel};
 use strata_content::{
-    Descriptor, Error, Info, Labels, MediaType, ReaderAt, Result, Store, WriterOpts, labels,
+    Descriptor, Error, Info, Labels, MediaType, Result, Store, WriterOpts, labels,
 };
 use strata_snapshot::Mount;
 use strata_snapshot::mount::with_temp_mount;
@@ -56,8 +57,9 @@ pub struct DiffOpts {
     pub progress: Option<Progress>,
     /// Receives the uncompressed tar chunk by chunk as it is produced (bounded: a slow
     /// receiver slows the diff; a dropped one is ignored), so a caller can apply the new
-    /// layer while it is being compressed and stored (commit does).
-    pub tee: Option<SyncSender<Vec<u8>>>,
+    /// layer while it is being compressed and stored (commit does, through a
+    /// [`ChannelReader`](crate::ChannelReader)).
+    pub tee: Option<tokio::sync::mpsc::Sender<bytes::Bytes>>,
     /// Always double-walk the (mounted) trees, even where the overlay fast path applies:
     /// containerd 1.6's behaviour, for comparisons and for upperdirs not to be trusted.
     pub double_walk: bool,
@@ -105,27 +107,6 @@ impl WalkingDiff {
     /// A differ over `store`.
     pub fn new(store: Arc<dyn Store>) -> Self {
         WalkingDiff { store }
-    }
-}
-
-/// A sync [`Read`] over a [`ReaderAt`].
-pub struct ReadAt {
-    r: Arc<dyn ReaderAt>,
-    off: u64,
-}
-
-impl ReadAt {
-    /// A reader from the start of `r`.
-    pub fn new(r: Arc<dyn ReaderAt>) -> Self {
-        ReadAt { r, off: 0 }
-    }
-}
-
-impl Read for ReadAt {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.r.read_at(buf, self.off)?;
-        self.off += n as u64;
-        Ok(n)
     }
 }
 
@@ -187,7 +168,7 @@ impl Applier for WalkingDiff {
         .map_err(|e| Error::internal(format!("apply task: {e}")))?
         .map_err(|e| e.context(format!("apply layer {}", desc.digest())))?;
         Ok(Descriptor::new(
-            MediaType::from(MEDIA_TYPE_LAYER),
+            MediaType::from(OCI_LAYER),
             stats.size,
             stats.diff_id,
         ))
@@ -303,11 +284,11 @@ fn produce(
     enc: Encoding,
     wopts: WriterOptions,
     progress: Option<Progress>,
-    tee: Option<SyncSender<Vec<u8>>>,
+    tee: Option<tokio::sync::mpsc::Sender<bytes::Bytes>>,
     out: tokio::sync::mpsc::Sender<Vec<u8>>,
 ) -> Result<(String, u64)> {
     std::thread::scope(|s| {
-        let (tx, rx) = sync_channel::<Vec<u8>>(4);
+        let (tx, rx) = sync_channel::<bytes::Bytes>(4);
         let compressor = s.spawn(move || -> io::Result<()> {
             let sink = ChunkSink {
                 buf: Vec::with_capacity(CHUNK + 64 * 1024),
@@ -322,11 +303,12 @@ fn produce(
             }
             e.finish()?.flush()
         });
-        let tx2: SyncSender<Vec<u8>> = tx;
+        let tx2: SyncSender<bytes::Bytes> = tx;
         let mut tee = tee;
         let send: SendFn<'_> = Box::new(move |v| {
+            let v = bytes::Bytes::from(v);
             if let Some(t) = &tee
-                && t.send(v.clone()).is_err()
+                && t.blocking_send(v.clone()).is_err()
             {
                 tee = None;
             }
@@ -390,7 +372,7 @@ impl Comparer for WalkingDiff {
         let media_type = opts
             .media_type
             .clone()
-            .unwrap_or_else(|| crate::compression::MEDIA_TYPE_LAYER_GZIP.to_string());
+            .unwrap_or_else(|| crate::compression::OCI_LAYER_GZIP.to_string());
         let compression = match Compression::from_media_type(&media_type)? {
             c @ (Compression::None | Compression::Gzip | Compression::Zstd)
                 if media_type.starts_with("application/vnd.oci.image.layer.v1.tar") =>

@@ -13,7 +13,7 @@ use std::process::Command;
 use std::sync::Arc;
 use strata_content::local::LocalStore;
 use strata_content::{Descriptor, ErrorKind, Manager, MediaType, Provider, Store, helpers};
-use strata_diff::compression::{MEDIA_TYPE_LAYER, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_ZSTD};
+use strata_diff::compression::{OCI_LAYER, OCI_LAYER_GZIP, OCI_LAYER_ZSTD};
 use strata_diff::{Applier, ApplyOpts, Comparer, Compression, DiffOpts, Encoding, WalkingDiff};
 use strata_snapshot::Mount;
 use strata_snapshot::mount::MountGuard;
@@ -68,7 +68,7 @@ async fn apply_into_bind_and_overlay_upperdir() {
     let (_d, s) = store();
     let wd = WalkingDiff::new(s.clone() as Arc<dyn Store>);
     let plain = layer();
-    let desc = put(&s, &gz(&plain), MEDIA_TYPE_LAYER_GZIP).await;
+    let desc = put(&s, &gz(&plain), OCI_LAYER_GZIP).await;
 
     // bind: applied into the source directory.
     let t = tempfile::tempdir().unwrap();
@@ -82,7 +82,7 @@ async fn apply_into_bind_and_overlay_upperdir() {
         )
         .await
         .unwrap();
-    assert_eq!(out.media_type(), &MediaType::from(MEDIA_TYPE_LAYER));
+    assert_eq!(out.media_type(), &MediaType::from(OCI_LAYER));
     assert_eq!(out.digest(), &strata_content::digest::sha256(&plain));
     assert_eq!(out.size(), plain.len() as u64);
     assert_eq!(fs::read(t.path().join("etc/hosts")).unwrap(), b"127.0.0.1");
@@ -156,7 +156,7 @@ async fn apply_into_bind_and_overlay_upperdir() {
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotImplemented);
     let missing = Descriptor::new(
-        MediaType::from(MEDIA_TYPE_LAYER),
+        MediaType::from(OCI_LAYER),
         3,
         strata_content::digest::sha256(b"abc"),
     );
@@ -222,11 +222,7 @@ async fn compare_double_walk_media_types_and_labels() {
     change(&upper);
     let lm = [Mount::bind(lower.to_str().unwrap(), true)];
     let um = [Mount::bind(upper.to_str().unwrap(), true)];
-    for mt in [
-        MEDIA_TYPE_LAYER_GZIP,
-        MEDIA_TYPE_LAYER_ZSTD,
-        MEDIA_TYPE_LAYER,
-    ] {
+    for mt in [OCI_LAYER_GZIP, OCI_LAYER_ZSTD, OCI_LAYER] {
         let mut labels = strata_content::Labels::new();
         labels.insert("test".into(), mt.into());
         let desc = wd
@@ -340,7 +336,7 @@ async fn compare_overlay_fast_path_equals_double_walk_result() {
             std::slice::from_ref(&ov),
             DiffOpts {
                 zstd_threads: 2,
-                media_type: Some(MEDIA_TYPE_LAYER_ZSTD.into()),
+                media_type: Some(OCI_LAYER_ZSTD.into()),
                 ..Default::default()
             },
         )

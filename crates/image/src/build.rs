@@ -19,12 +19,15 @@
 //! # Ok(()) }
 //! ```
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 use strata_content::helpers::write_blob;
-use strata_content::labels::GC_REF_CONTENT;
 use strata_content::{Descriptor, Digest, Error, Info, Labels, MediaType, Result, Store, digest};
 
+use crate::handlers::{child_gc_labels, children_labels};
 use crate::image::Image;
+use crate::leases::{LeaseManager, Resource};
 use crate::media_types as mt;
 use crate::platforms;
 use crate::store::ImageStore;
@@ -263,21 +266,8 @@ impl ImageBuilder {
         if let Some(c) = &self.created {
             config["created"] = json!(c);
         }
-        let config_bytes = serde_json::to_vec(&config)
-            .map_err(|e| Error::internal(format!("encode config: {e}")))?;
-        let config_desc = Descriptor::new(
-            MediaType::ImageConfig,
-            config_bytes.len() as u64,
-            digest::sha256(&config_bytes),
-        );
-        put(content, &config_bytes, &config_desc, Labels::new()).await?;
-        let mut manifest_labels = Labels::new();
-        manifest_labels.insert(
-            format!("{GC_REF_CONTENT}.config"),
-            config_desc.digest().to_string(),
-        );
-        let mut layer_json = Vec::new();
-        for (i, l) in self.layers.iter().enumerate() {
+        let mut layers = Vec::new();
+        for l in &self.layers {
             let d = Descriptor::new(
                 MediaType::from(l.media_type),
                 l.bytes.len() as u64,
@@ -289,27 +279,83 @@ impl ImageBuilder {
                 l.diff_id.to_string(),
             );
             put(content, &l.bytes, &d, labels).await?;
-            manifest_labels.insert(format!("{GC_REF_CONTENT}.l.{i}"), d.digest().to_string());
-            layer_json.push(json!({"mediaType": l.media_type, "digest": d.digest().to_string(), "size": d.size()}));
+            layers.push(d);
         }
-        let manifest = json!({
-            "schemaVersion": 2,
-            "mediaType": mt::OCI_MANIFEST,
-            "config": {"mediaType": mt::OCI_CONFIG, "digest": config_desc.digest().to_string(), "size": config_desc.size()},
-            "layers": layer_json,
-        });
-        let manifest_bytes = serde_json::to_vec(&manifest)
-            .map_err(|e| Error::internal(format!("encode manifest: {e}")))?;
-        let manifest_desc = Descriptor::new(
-            MediaType::ImageManifest,
-            manifest_bytes.len() as u64,
-            digest::sha256(&manifest_bytes),
-        );
-        put(content, &manifest_bytes, &manifest_desc, manifest_labels).await?;
-        images
-            .create(Image::new(name.to_string(), manifest_desc))
-            .await
+        let (_, manifest) =
+            write_image_blobs(content, &config, Labels::new(), &layers, None).await?;
+        images.create(Image::new(name.to_string(), manifest)).await
     }
+}
+
+/// Writes an image's config blob (`config`, with `config_labels`) and an OCI manifest
+/// over it and `layers` (already stored), labelled with containerd's GC references to
+/// its children ([`children_labels`]); returns their descriptors. When a lease is given,
+/// each blob and its ingest are added to it before they are written.
+///
+/// # Errors
+/// Content store and lease errors.
+pub(crate) async fn write_image_blobs(
+    content: &dyn Store,
+    config: &Value,
+    config_labels: Labels,
+    layers: &[Descriptor],
+    lease: Option<&(Arc<LeaseManager>, String)>,
+) -> Result<(Descriptor, Descriptor)> {
+    let config = encode(MediaType::ImageConfig, config)?;
+    put_held(content, &config, config_labels, lease).await?;
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": mt::OCI_MANIFEST,
+        "config": descriptor_json(&config.0),
+        "layers": layers.iter().map(descriptor_json).collect::<Vec<_>>(),
+    });
+    let manifest = encode(MediaType::ImageManifest, &manifest)?;
+    let mut kids = vec![config.0.clone()];
+    kids.extend(layers.iter().cloned());
+    let labels = children_labels(&kids, child_gc_labels);
+    put_held(content, &manifest, labels, lease).await?;
+    Ok((config.0, manifest.0))
+}
+
+/// A JSON document's bytes and descriptor.
+fn encode(media_type: MediaType, v: &Value) -> Result<(Descriptor, Vec<u8>)> {
+    let bytes =
+        serde_json::to_vec(v).map_err(|e| Error::internal(format!("encode {media_type}: {e}")))?;
+    let desc = Descriptor::new(media_type, bytes.len() as u64, digest::sha256(&bytes));
+    Ok((desc, bytes))
+}
+
+/// [`put`], after adding the blob and its ingest to `lease`.
+async fn put_held(
+    content: &dyn Store,
+    (desc, bytes): &(Descriptor, Vec<u8>),
+    labels: Labels,
+    lease: Option<&(Arc<LeaseManager>, String)>,
+) -> Result<()> {
+    if let Some((m, id)) = lease {
+        m.add_resource(id, &Resource::ingest(ingest_ref(desc)))
+            .await?;
+        m.add_resource(id, &Resource::content(desc.digest().to_string()))
+            .await?;
+    }
+    put(content, bytes, desc, labels).await
+}
+
+/// A descriptor as manifest JSON (annotations sorted, URLs kept).
+fn descriptor_json(d: &Descriptor) -> Value {
+    let mut v = json!({
+        "mediaType": d.media_type().to_string(),
+        "digest": d.digest().to_string(),
+        "size": d.size(),
+    });
+    if let Some(a) = d.annotations().as_ref().filter(|a| !a.is_empty()) {
+        let sorted: std::collections::BTreeMap<_, _> = a.iter().collect();
+        v["annotations"] = json!(sorted);
+    }
+    if let Some(u) = d.urls().as_ref().filter(|u| !u.is_empty()) {
+        v["urls"] = json!(u);
+    }
+    v
 }
 
 /// The ingest ref [`put`] writes `desc` under (for leases to hold).

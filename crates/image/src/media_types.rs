@@ -1,6 +1,8 @@
 //! Media types of OCI and Docker images, and classifiers over them.
 //!
-//! After containerd's `images/mediatypes.go`. Media types are compared as strings (the
+//! After containerd's `images/mediatypes.go`. The layer types and [`Compression`] come
+//! from `strata-diff` (which decodes layers) and are re-exported here, so there is one
+//! set of them. Media types are compared as strings (the
 //! `+json`/`+gzip` suffixes are part of the type); [`MediaType`](strata_content::MediaType)
 //! values convert with `.to_string()`.
 //!
@@ -9,9 +11,18 @@
 //! assert!(mt::is_index(mt::DOCKER_MANIFEST_LIST));
 //! assert!(mt::is_manifest(mt::OCI_MANIFEST));
 //! assert!(mt::is_layer(mt::DOCKER_LAYER_GZIP));
-//! assert_eq!(mt::layer_compression(mt::OCI_LAYER_ZSTD), Some(Compression::Zstd));
+//! assert_eq!(Compression::from_media_type(mt::OCI_LAYER_ZSTD).unwrap(), Compression::Zstd);
 //! assert!(mt::is_schema1(mt::DOCKER_SCHEMA1_MANIFEST_SIGNED));
 //! ```
+
+// --- layers (strata-diff owns them, with the one `Compression` enum) -------------------
+
+pub use strata_diff::Compression;
+pub use strata_diff::compression::{
+    DOCKER_LAYER, DOCKER_LAYER_FOREIGN, DOCKER_LAYER_FOREIGN_GZIP, DOCKER_LAYER_GZIP,
+    DOCKER_LAYER_ZSTD, OCI_LAYER, OCI_LAYER_GZIP, OCI_LAYER_NONDISTRIBUTABLE,
+    OCI_LAYER_NONDISTRIBUTABLE_GZIP, OCI_LAYER_NONDISTRIBUTABLE_ZSTD, OCI_LAYER_ZSTD,
+};
 
 // --- OCI image-spec -------------------------------------------------------------------
 
@@ -25,22 +36,6 @@ pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 pub const OCI_LAYOUT_HEADER: &str = "application/vnd.oci.layout.header.v1+json";
 /// OCI empty descriptor (artifacts).
 pub const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
-/// OCI uncompressed layer.
-pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
-/// OCI gzip layer.
-pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-/// OCI zstd layer.
-pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
-/// OCI non-distributable uncompressed layer (deprecated, still read).
-pub const OCI_LAYER_NONDISTRIBUTABLE: &str =
-    "application/vnd.oci.image.layer.nondistributable.v1.tar";
-/// OCI non-distributable gzip layer (deprecated, still read).
-pub const OCI_LAYER_NONDISTRIBUTABLE_GZIP: &str =
-    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip";
-/// OCI non-distributable zstd layer (deprecated, still read).
-pub const OCI_LAYER_NONDISTRIBUTABLE_ZSTD: &str =
-    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd";
-
 // --- Docker image manifest v2 ---------------------------------------------------------
 
 /// Docker manifest list (schema 2), the Docker counterpart of an index.
@@ -49,17 +44,6 @@ pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.mani
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 /// Docker image config.
 pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
-/// Docker uncompressed layer (as `docker save` lists them, and some registries serve).
-pub const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
-/// Docker gzip layer.
-pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
-/// Docker zstd layer (containerd extension).
-pub const DOCKER_LAYER_ZSTD: &str = "application/vnd.docker.image.rootfs.diff.tar.zstd";
-/// Docker foreign (non-distributable) gzip layer.
-pub const DOCKER_LAYER_FOREIGN_GZIP: &str =
-    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
-/// Docker foreign (non-distributable) uncompressed layer.
-pub const DOCKER_LAYER_FOREIGN: &str = "application/vnd.docker.image.rootfs.foreign.diff.tar";
 /// Docker plugin config (a known config type containerd accepts).
 pub const DOCKER_PLUGIN_CONFIG: &str = "application/vnd.docker.plugin.v1+json";
 
@@ -82,28 +66,6 @@ pub const RESOLVE_ACCEPT: &[&str] = &[
     DOCKER_MANIFEST,
     "*/*",
 ];
-
-/// The compression of a layer's bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Compression {
-    /// A plain tar.
-    Uncompressed,
-    /// gzip.
-    Gzip,
-    /// zstd.
-    Zstd,
-}
-
-impl Compression {
-    /// The lowercase name (`uncompressed`, `gzip`, `zstd`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Compression::Uncompressed => "uncompressed",
-            Compression::Gzip => "gzip",
-            Compression::Zstd => "zstd",
-        }
-    }
-}
 
 /// Whether `mt` is an OCI index or a Docker manifest list.
 pub fn is_index(mt: &str) -> bool {
@@ -151,37 +113,6 @@ pub fn is_non_distributable(mt: &str) -> bool {
         || mt.starts_with("application/vnd.docker.image.rootfs.foreign.")
 }
 
-/// The compression of a layer media type, or `None` when `mt` is not a layer type or its
-/// compression is unknown.
-///
-/// ```
-/// use strata_image::media_types::{layer_compression, Compression, DOCKER_LAYER};
-/// assert_eq!(layer_compression(DOCKER_LAYER), Some(Compression::Uncompressed));
-/// assert_eq!(layer_compression("application/vnd.oci.image.layer.v1.tar+lz4"), None);
-/// ```
-pub fn layer_compression(mt: &str) -> Option<Compression> {
-    if !is_layer(mt) {
-        return None;
-    }
-    let base = mt.split(';').next().unwrap_or(mt).trim();
-    if let Some((_, suffix)) = base.rsplit_once('+') {
-        return match suffix {
-            "gzip" => Some(Compression::Gzip),
-            "zstd" => Some(Compression::Zstd),
-            _ => None,
-        };
-    }
-    if base.ends_with(".tar.gzip") {
-        Some(Compression::Gzip)
-    } else if base.ends_with(".tar.zstd") {
-        Some(Compression::Zstd)
-    } else if base.ends_with(".tar") {
-        Some(Compression::Uncompressed)
-    } else {
-        None
-    }
-}
-
 /// The ingest-ref prefix containerd's `MakeRefKey` uses for a blob of this media type:
 /// `manifest`, `index`, `layer`, `config` or `unknown`.
 pub fn ref_key_prefix(mt: &str) -> &'static str {
@@ -220,27 +151,24 @@ mod tests {
     }
 
     #[test]
-    fn layers_and_compression() {
-        use Compression::*;
-        let cases = [
-            (OCI_LAYER, Some(Uncompressed)),
-            (OCI_LAYER_GZIP, Some(Gzip)),
-            (OCI_LAYER_ZSTD, Some(Zstd)),
-            (OCI_LAYER_NONDISTRIBUTABLE, Some(Uncompressed)),
-            (OCI_LAYER_NONDISTRIBUTABLE_GZIP, Some(Gzip)),
-            (OCI_LAYER_NONDISTRIBUTABLE_ZSTD, Some(Zstd)),
-            (DOCKER_LAYER, Some(Uncompressed)),
-            (DOCKER_LAYER_GZIP, Some(Gzip)),
-            (DOCKER_LAYER_ZSTD, Some(Zstd)),
-            (DOCKER_LAYER_FOREIGN, Some(Uncompressed)),
-            (DOCKER_LAYER_FOREIGN_GZIP, Some(Gzip)),
-            ("application/vnd.oci.image.layer.v1.tar+lz4", None),
-        ];
-        for (mt, c) in cases {
+    fn layers() {
+        for mt in [
+            OCI_LAYER,
+            OCI_LAYER_GZIP,
+            OCI_LAYER_ZSTD,
+            OCI_LAYER_NONDISTRIBUTABLE,
+            OCI_LAYER_NONDISTRIBUTABLE_GZIP,
+            OCI_LAYER_NONDISTRIBUTABLE_ZSTD,
+            DOCKER_LAYER,
+            DOCKER_LAYER_GZIP,
+            DOCKER_LAYER_ZSTD,
+            DOCKER_LAYER_FOREIGN,
+            DOCKER_LAYER_FOREIGN_GZIP,
+            "application/vnd.oci.image.layer.v1.tar+lz4",
+        ] {
             assert!(is_layer(mt), "{mt} is a layer");
-            assert_eq!(layer_compression(mt), c, "{mt}");
         }
-        assert_eq!(layer_compression(OCI_CONFIG), None);
+        assert!(!is_layer(OCI_CONFIG));
         assert!(!is_layer(OCI_MANIFEST));
         assert!(!is_layer("application/octet-stream"));
         assert!(is_non_distributable(OCI_LAYER_NONDISTRIBUTABLE_GZIP));

@@ -70,6 +70,22 @@ fn invalid(input: &str, why: &str) -> Error {
     Error::invalid_argument(format!("invalid reference {input:?}: {why}"))
 }
 
+/// The name an image record gets for `name`: its normalized form with the default tag
+/// (`debian` → `docker.io/library/debian:latest`), or `name` itself when it is not a
+/// reference (local names such as `my image` stay as given). The CLI and
+/// `strata::Root` name images this way.
+///
+/// ```
+/// use strata_image::reference::normalize;
+/// assert_eq!(normalize("debian:minbase"), "docker.io/library/debian:minbase");
+/// assert_eq!(normalize("127.0.0.1:5000/app"), "127.0.0.1:5000/app:latest");
+/// ```
+pub fn normalize(name: &str) -> String {
+    Reference::parse_normalized(name)
+        .map(|r| r.with_default_tag().to_string())
+        .unwrap_or_else(|_| name.to_string())
+}
+
 impl Reference {
     /// Parses `s` exactly as written (docker's `reference.Parse`): no default domain,
     /// no `library/` prefix, no default tag.

@@ -19,12 +19,12 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde_json::{Map, Value, json};
-use strata_content::labels::{GC_REF_CONTENT, GC_REF_SNAPSHOT, UNCOMPRESSED};
+use strata_content::labels::{GC_REF_SNAPSHOT, UNCOMPRESSED};
 use strata_content::{Descriptor, Digest, Error, Labels, MediaType, Result, digest};
-use strata_diff::{ApplyOptions, Comparer, Compression, DiffOpts, WalkingDiff};
-use strata_snapshot::unpack_key;
+use strata_diff::{ChannelReader, Comparer, Compression, DiffOpts, WalkingDiff};
 
 use super::ImageService;
+use super::layer::{LayerUnpacker, OpenLayer};
 use crate::identity::{chain_id, chain_id_step};
 use crate::image::{self as img, Image};
 use crate::leases::{LeaseManager, LeaseOpts, Resource};
@@ -38,42 +38,6 @@ pub const IMAGE_LABEL: &str = "strata.io/image";
 /// DiffID of an empty tar (1024 zero bytes): what an empty diff produces.
 pub const EMPTY_LAYER_DIFF_ID: &str =
     "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef";
-
-/// Layer compression for [`CommitOptions::compression`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum LayerCompression {
-    /// gzip (level 1, as containerd).
-    #[default]
-    Gzip,
-    /// zstd.
-    Zstd,
-    /// Uncompressed tar.
-    None,
-}
-
-impl LayerCompression {
-    fn media_type(self) -> &'static str {
-        match self {
-            LayerCompression::Gzip => mt::OCI_LAYER_GZIP,
-            LayerCompression::Zstd => mt::OCI_LAYER_ZSTD,
-            LayerCompression::None => mt::OCI_LAYER,
-        }
-    }
-}
-
-impl std::str::FromStr for LayerCompression {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "gzip" => Ok(LayerCompression::Gzip),
-            "zstd" => Ok(LayerCompression::Zstd),
-            "none" | "uncompressed" => Ok(LayerCompression::None),
-            _ => Err(Error::invalid_argument(format!(
-                "unknown compression {s:?} (gzip, zstd or none)"
-            ))),
-        }
-    }
-}
 
 /// Changes to the image config (Dockerfile-like `--change` instructions).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -221,8 +185,8 @@ pub struct CommitOptions {
     pub message: Option<String>,
     /// History `created_by`; default `strata commit`.
     pub created_by: Option<String>,
-    /// Layer compression.
-    pub compression: LayerCompression,
+    /// Layer compression (gzip by default).
+    pub compression: Compression,
     /// Config changes.
     pub changes: ConfigChanges,
     /// Fail with `FailedPrecondition` when nothing changed, instead of making an image
@@ -254,53 +218,19 @@ struct Base {
     diff_ids: Vec<Digest>,
 }
 
-impl ImageService {
-    async fn commit_base(&self, name: Option<&str>, parent: &str) -> Result<Base> {
-        let Some(name) = name else {
-            if !parent.is_empty() {
-                return Err(Error::failed_precondition(format!(
-                    "snapshot parent {parent} has no base image: pass the image the container came from"
-                )));
-            }
-            let p = platforms::default_spec();
-            let mut config = Map::new();
-            config.insert("architecture".into(), Value::String(p.architecture.clone()));
-            config.insert("os".into(), Value::String(p.os.clone()));
-            config.insert("rootfs".into(), json!({"type": "layers", "diff_ids": []}));
-            config.insert("config".into(), json!({}));
-            return Ok(Base {
-                layers: Vec::new(),
-                config,
-                diff_ids: Vec::new(),
-            });
-        };
-        let image = self.images.get(name).await?;
-        let provider: &dyn strata_content::Provider = self.content.as_ref();
-        let m = img::manifest(provider, &image.target, platforms::default_arc().as_ref()).await?;
-        let raw = img::read_blob(provider, m.manifest.config()).await?;
-        let diff_ids = img::decode_diff_ids(&raw)?;
-        let config: Map<String, Value> = serde_json::from_slice(&raw).map_err(|e| {
-            Error::invalid_argument(format!(
-                "config {} of image {name}",
-                m.manifest.config().digest()
-            ))
-            .with_source(e)
-        })?;
-        let top = chain_id(&diff_ids)
-            .map(|d| d.to_string())
-            .unwrap_or_default();
-        if top != parent {
-            return Err(Error::failed_precondition(format!(
-                "container snapshot's parent is {parent:?} but image {name} has top snapshot {top:?}"
-            )));
-        }
-        Ok(Base {
-            layers: m.manifest.layers().clone(),
-            config,
-            diff_ids,
-        })
-    }
+/// The new layer a commit made (or found empty).
+struct NewLayer {
+    /// The layer blob.
+    layer: Descriptor,
+    /// Its DiffID.
+    diff_id: Digest,
+    /// The diff was empty: no layer goes into the image.
+    empty: bool,
+    /// The snapshot of the new image's layers (the base's for an empty diff).
+    chain: Option<Digest>,
+}
 
+impl ImageService {
     /// Commits the active snapshot `container_key` as the image `new_ref` (see the
     /// [module docs](self)).
     ///
@@ -341,7 +271,60 @@ impl ImageService {
         lease: Option<(Arc<LeaseManager>, String)>,
     ) -> Result<Committed> {
         let (sn_name, sn) = self.snapshotter(opts.snapshotter.as_deref())?;
-        let info = sn.stat(key).await?;
+        let u = LayerUnpacker {
+            content: self.content.clone(),
+            sn,
+            sn_name,
+            locks: self.blob_locks.clone(),
+            lease,
+            sync_fs: false,
+        };
+        let (parent, base) = self.container(&u, key, opts).await?;
+        let new = self.diff_and_apply(&u, key, &parent, &base, opts).await?;
+        if new.empty && opts.refuse_empty {
+            return Err(Error::failed_precondition(format!(
+                "snapshot {key:?} has no changes"
+            )));
+        }
+        let config = new_config(base.config, &base.diff_ids, &new, opts);
+        let mut layers: Vec<Descriptor> = base.layers.iter().map(to_oci_layer).collect();
+        if !new.empty {
+            layers.push(new.layer.clone());
+        }
+        let mut config_labels = Labels::new();
+        if let Some(c) = &new.chain {
+            config_labels.insert(format!("{GC_REF_SNAPSHOT}{}", u.sn_name), c.to_string());
+        }
+        let lease = u.lease.as_ref();
+        let (config, manifest) = crate::build::write_image_blobs(
+            self.content.as_ref(),
+            &config,
+            config_labels,
+            &layers,
+            lease,
+        )
+        .await?;
+        let mut image = Image::new(crate::reference::normalize(new_ref), manifest);
+        image.labels = opts.image_labels.clone();
+        let image = self.put_image(image).await?;
+        Ok(Committed {
+            image,
+            config,
+            layer: (!new.empty).then_some(new.layer),
+            diff_id: (!new.empty).then_some(new.diff_id),
+            chain_id: new.chain,
+        })
+    }
+
+    /// The container snapshot `key` (it must be active) and its base image (the one
+    /// named in the options or by its [`IMAGE_LABEL`]); returns its parent's key.
+    async fn container(
+        &self,
+        u: &LayerUnpacker,
+        key: &str,
+        opts: &CommitOptions,
+    ) -> Result<(String, Base)> {
+        let info = u.sn.stat(key).await?;
         if info.kind != strata_snapshot::Kind::Active {
             return Err(Error::failed_precondition(format!(
                 "snapshot {key:?} is {}, not active",
@@ -353,86 +336,108 @@ impl ImageService {
             .clone()
             .or_else(|| info.labels.get(IMAGE_LABEL).cloned());
         let base = self.commit_base(base_name.as_deref(), &info.parent).await?;
-        let hold = |r: Resource| {
-            let lease = lease.clone();
-            async move {
-                if let Some((m, id)) = &lease {
-                    m.add_resource(id, &r).await?;
-                }
-                Ok::<(), Error>(())
-            }
-        };
+        Ok((info.parent, base))
+    }
 
-        // 1. Diff against the parent. The tar is also applied, as it is produced, into a
-        //    scratch snapshot on the base chain, which step 3 commits under the new
-        //    ChainID: the new image needs no unpack, and applying overlaps compressing.
+    /// Steps 1 and 3: diffs the container against its parent into a layer blob while
+    /// the uncompressed tar is applied, as it is produced, into a scratch snapshot on
+    /// the base chain; then commits that snapshot as the new ChainID (unless the diff is
+    /// empty), so the new image needs no unpack.
+    async fn diff_and_apply(
+        &self,
+        u: &LayerUnpacker,
+        key: &str,
+        parent: &str,
+        base: &Base,
+        opts: &CommitOptions,
+    ) -> Result<NewLayer> {
         let base_chain = chain_id(&base.diff_ids);
-        let upper = sn.mounts(key).await?;
+        let scratch = u
+            .prepare(
+                &format!("commit-{}", super::nanos()),
+                None,
+                base_chain.as_ref(),
+            )
+            .await?;
+        let (tee, rx) = tokio::sync::mpsc::channel(8);
+        let open: OpenLayer =
+            Box::new(move || Ok(Box::new(ChannelReader::new(rx)) as Box<dyn std::io::Read + Send>));
+        let apply = u.start_apply(scratch.mounts, Compression::None, open, false);
+        let diffed = self
+            .diff_container(u, key, parent, opts.compression, tee)
+            .await;
+        let applied = apply.wait().await;
+        let res = match diffed {
+            Ok((layer, diff_id)) if diff_id.as_ref() == EMPTY_LAYER_DIFF_ID => Ok(NewLayer {
+                layer,
+                diff_id,
+                empty: true,
+                chain: base_chain,
+            }),
+            Ok((layer, diff_id)) => {
+                let chain = chain_id_step(base_chain.as_ref(), &diff_id);
+                let stats = applied.map_err(|e| e.context("apply the new layer"));
+                match stats {
+                    Ok(stats) => u
+                        .settle(&scratch.key, &layer, &chain, &stats.diff_id, &diff_id, None)
+                        .await
+                        .map(|_| NewLayer {
+                            layer,
+                            diff_id,
+                            empty: false,
+                            chain: Some(chain),
+                        }),
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        if !matches!(&res, Ok(n) if !n.empty) {
+            let _ = u.sn.remove(&scratch.key).await;
+        }
+        res
+    }
+
+    /// The diff of container `key` against `parent` (a short-lived view of it), as a
+    /// layer blob held by the lease, and its DiffID; the uncompressed tar also goes to
+    /// `tee`.
+    async fn diff_container(
+        &self,
+        u: &LayerUnpacker,
+        key: &str,
+        parent: &str,
+        compression: Compression,
+        tee: tokio::sync::mpsc::Sender<bytes::Bytes>,
+    ) -> Result<(Descriptor, Digest)> {
+        let hold = |r: Resource| async move {
+            if let Some((m, id)) = &u.lease {
+                m.add_resource(id, &r).await?;
+            }
+            Ok::<(), Error>(())
+        };
+        let upper = u.sn.mounts(key).await?;
         let view_key = format!("commit-view-{}-{key}", super::nanos());
-        let lower = if info.parent.is_empty() {
+        let lower = if parent.is_empty() {
             Vec::new()
         } else {
-            hold(Resource::snapshot(&sn_name, view_key.clone())).await?;
-            sn.view(&view_key, &info.parent, Labels::new()).await?
+            hold(Resource::snapshot(&u.sn_name, view_key.clone())).await?;
+            u.sn.view(&view_key, parent, Labels::new()).await?
         };
-        let scratch = unpack_key(&format!("commit-{}", super::nanos()));
-        hold(Resource::snapshot(&sn_name, scratch.clone())).await?;
-        let base_key = base_chain
-            .as_ref()
-            .map(|c| c.to_string())
-            .unwrap_or_default();
-        let mounts = match sn.prepare(&scratch, &base_key, Labels::new()).await {
-            Ok(m) => m,
-            Err(e) => {
-                if !info.parent.is_empty() {
-                    let _ = sn.remove(&view_key).await;
-                }
-                return Err(e);
-            }
-        };
-        let (tee, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(8);
-        let apply = tokio::task::spawn_blocking(move || {
-            let reader = StdChannelReader {
-                rx,
-                cur: Vec::new(),
-                pos: 0,
-            };
-            strata_diff::walking::apply_to_mounts(
-                reader,
-                Compression::None,
-                &mounts,
-                ApplyOptions::default(),
-            )
-        });
-        let differ = WalkingDiff::new(self.content.clone());
         let reference = format!("commit-{}", super::nanos());
         hold(Resource::ingest(reference.clone())).await?;
-        let diffed = differ
-            .compare(
-                &lower,
-                &upper,
-                DiffOpts {
-                    media_type: Some(opts.compression.media_type().into()),
-                    reference: Some(reference),
-                    tee: Some(tee),
-                    ..Default::default()
-                },
-            )
-            .await;
-        if !info.parent.is_empty() {
-            let _ = sn.remove(&view_key).await;
-        }
-        let applied = apply
-            .await
-            .map_err(|e| Error::internal(format!("apply task failed: {e}")))
-            .and_then(|r| r);
-        let layer = match diffed {
-            Ok(l) => l,
-            Err(e) => {
-                let _ = sn.remove(&scratch).await;
-                return Err(e);
-            }
+        let opts = DiffOpts {
+            media_type: Some(compression.media_type().into()),
+            reference: Some(reference),
+            tee: Some(tee),
+            ..Default::default()
         };
+        let diffed = WalkingDiff::new(self.content.clone())
+            .compare(&lower, &upper, opts)
+            .await;
+        if !parent.is_empty() {
+            let _ = u.sn.remove(&view_key).await;
+        }
+        let layer = diffed?;
         hold(Resource::content(layer.digest().to_string())).await?;
         let blob = self.content.info(layer.digest()).await?;
         let diff_id = blob
@@ -445,195 +450,118 @@ impl ImageService {
                 ))
             })
             .and_then(|d| digest::parse(d))?;
-        let empty = diff_id.as_ref() == EMPTY_LAYER_DIFF_ID;
-        if empty {
-            let _ = sn.remove(&scratch).await;
-        }
-        if empty && opts.refuse_empty {
+        Ok((layer, diff_id))
+    }
+
+    async fn commit_base(&self, name: Option<&str>, parent: &str) -> Result<Base> {
+        let Some(name) = name else {
+            if !parent.is_empty() {
+                return Err(Error::failed_precondition(format!(
+                    "snapshot parent {parent} has no base image: pass the image the container came from"
+                )));
+            }
+            return Ok(Base::scratch());
+        };
+        let image = self.images.get(name).await?;
+        let provider: &dyn strata_content::Provider = self.content.as_ref();
+        let m = img::manifest(provider, &image.target, platforms::default_arc().as_ref()).await?;
+        let raw = img::read_blob(provider, m.manifest.config()).await?;
+        let diff_ids = img::decode_diff_ids(&raw)?;
+        let config: Map<String, Value> = serde_json::from_slice(&raw).map_err(|e| {
+            Error::invalid_argument(format!(
+                "config {} of image {name}",
+                m.manifest.config().digest()
+            ))
+            .with_source(e)
+        })?;
+        let top = chain_id(&diff_ids)
+            .map(|d| d.to_string())
+            .unwrap_or_default();
+        if top != parent {
             return Err(Error::failed_precondition(format!(
-                "snapshot {key:?} has no changes"
+                "container snapshot's parent is {parent:?} but image {name} has top snapshot {top:?}"
             )));
         }
-
-        // 2. The new config.
-        let mut config = base.config;
-        let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-        let mut diff_ids: Vec<Digest> = base.diff_ids.clone();
-        if !empty {
-            diff_ids.push(diff_id.clone());
-        }
-        config.insert("created".into(), Value::String(now.clone()));
-        if let Some(a) = &opts.author {
-            config.insert("author".into(), Value::String(a.clone()));
-        }
-        let rootfs = config
-            .entry("rootfs")
-            .or_insert_with(|| json!({"type": "layers"}));
-        rootfs["type"] = json!("layers");
-        rootfs["diff_ids"] = Value::Array(
-            diff_ids
-                .iter()
-                .map(|d| Value::String(d.to_string()))
-                .collect(),
-        );
-        let mut entry = Map::new();
-        entry.insert("created".into(), Value::String(now));
-        entry.insert(
-            "created_by".into(),
-            Value::String(
-                opts.created_by
-                    .clone()
-                    .unwrap_or_else(|| "strata commit".into()),
-            ),
-        );
-        if let Some(a) = &opts.author {
-            entry.insert("author".into(), Value::String(a.clone()));
-        }
-        if let Some(m) = &opts.message {
-            entry.insert("comment".into(), Value::String(m.clone()));
-        }
-        if empty {
-            entry.insert("empty_layer".into(), Value::Bool(true));
-        }
-        let history = config.entry("history").or_insert_with(|| json!([]));
-        if !history.is_array() {
-            *history = json!([]);
-        }
-        history
-            .as_array_mut()
-            .expect("array")
-            .push(Value::Object(entry));
-        let cfg = config.entry("config").or_insert_with(|| json!({}));
-        if !cfg.is_object() {
-            *cfg = json!({});
-        }
-        opts.changes.apply(cfg.as_object_mut().expect("object"));
-
-        // 3. The new layer's snapshot: the scratch one, committed as the new ChainID.
-        let new_chain = if empty {
-            base_chain.clone()
-        } else {
-            let chain = chain_id_step(base_chain.as_ref(), &diff_id);
-            let done = match applied {
-                Ok(stats) if stats.diff_id == diff_id => {
-                    hold(Resource::snapshot(&sn_name, chain.to_string())).await?;
-                    match sn.commit(chain.as_ref(), &scratch, Labels::new()).await {
-                        Ok(()) => Ok(()),
-                        // Made meanwhile by someone else: theirs is as good.
-                        Err(e) if e.is_already_exists() => sn.remove(&scratch).await,
-                        Err(e) => Err(e.context(format!("commit snapshot {chain}"))),
-                    }
-                }
-                Ok(stats) => Err(Error::internal(format!(
-                    "the layer applied while diffing has DiffID {}, the stored one {diff_id}",
-                    stats.diff_id
-                ))),
-                Err(e) => Err(e.context("apply the new layer")),
-            };
-            if let Err(e) = done {
-                let _ = sn.remove(&scratch).await;
-                return Err(e);
-            }
-            Some(chain)
-        };
-
-        // 4. Config and manifest blobs.
-        let config_bytes = serde_json::to_vec(&Value::Object(config))
-            .map_err(|e| Error::internal(format!("encode config: {e}")))?;
-        let mut config_labels = Labels::new();
-        if let Some(c) = &new_chain {
-            config_labels.insert(format!("{GC_REF_SNAPSHOT}{sn_name}"), c.to_string());
-        }
-        let config_desc = Descriptor::new(
-            MediaType::ImageConfig,
-            config_bytes.len() as u64,
-            digest::sha256(&config_bytes),
-        );
-        hold(Resource::ingest(crate::build::ingest_ref(&config_desc))).await?;
-        hold(Resource::content(config_desc.digest().to_string())).await?;
-        crate::build::put(
-            self.content.as_ref(),
-            &config_bytes,
-            &config_desc,
-            config_labels,
-        )
-        .await?;
-
-        let mut layers: Vec<Descriptor> = base.layers.iter().map(to_oci_layer).collect();
-        if !empty {
-            layers.push(layer.clone());
-        }
-        let manifest = json!({
-            "schemaVersion": 2,
-            "mediaType": mt::OCI_MANIFEST,
-            "config": descriptor_json(&config_desc),
-            "layers": layers.iter().map(descriptor_json).collect::<Vec<_>>(),
-        });
-        let manifest_bytes = serde_json::to_vec(&manifest)
-            .map_err(|e| Error::internal(format!("encode manifest: {e}")))?;
-        let manifest_desc = Descriptor::new(
-            MediaType::ImageManifest,
-            manifest_bytes.len() as u64,
-            digest::sha256(&manifest_bytes),
-        );
-        let mut manifest_labels = Labels::new();
-        manifest_labels.insert(
-            format!("{GC_REF_CONTENT}.config"),
-            config_desc.digest().to_string(),
-        );
-        for (i, l) in layers.iter().enumerate() {
-            manifest_labels.insert(format!("{GC_REF_CONTENT}.l.{i}"), l.digest().to_string());
-        }
-        hold(Resource::ingest(crate::build::ingest_ref(&manifest_desc))).await?;
-        hold(Resource::content(manifest_desc.digest().to_string())).await?;
-        crate::build::put(
-            self.content.as_ref(),
-            &manifest_bytes,
-            &manifest_desc,
-            manifest_labels,
-        )
-        .await?;
-
-        // 5. The image record.
-        let name = crate::reference::Reference::parse_normalized(new_ref)
-            .map(|r| r.with_default_tag().to_string())
-            .unwrap_or_else(|_| new_ref.to_string());
-        let mut image = Image::new(name, manifest_desc);
-        image.labels = opts.image_labels.clone();
-        let image = self.put_image(image).await?;
-        Ok(Committed {
-            image,
-            config: config_desc,
-            layer: (!empty).then_some(layer),
-            diff_id: (!empty).then_some(diff_id),
-            chain_id: new_chain,
+        Ok(Base {
+            layers: m.manifest.layers().clone(),
+            config,
+            diff_ids,
         })
     }
 }
 
-/// A blocking [`std::io::Read`] over chunks from a channel; EOF when the sender is gone.
-struct StdChannelReader {
-    rx: std::sync::mpsc::Receiver<Vec<u8>>,
-    cur: Vec<u8>,
-    pos: usize,
+impl Base {
+    /// The base of a commit from scratch: no layers, the host's platform.
+    fn scratch() -> Base {
+        let p = platforms::default_spec();
+        let mut config = Map::new();
+        config.insert("architecture".into(), Value::String(p.architecture.clone()));
+        config.insert("os".into(), Value::String(p.os.clone()));
+        config.insert("rootfs".into(), json!({"type": "layers", "diff_ids": []}));
+        config.insert("config".into(), json!({}));
+        Base {
+            layers: Vec::new(),
+            config,
+            diff_ids: Vec::new(),
+        }
+    }
 }
 
-impl std::io::Read for StdChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.pos == self.cur.len() {
-            match self.rx.recv() {
-                Ok(c) => {
-                    self.cur = c;
-                    self.pos = 0;
-                }
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.cur.len() - self.pos);
-        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
+/// Step 2: the new image config: the base's, with the new DiffID, a history entry and
+/// the options' changes.
+fn new_config(
+    mut config: Map<String, Value>,
+    base_diff_ids: &[Digest],
+    new: &NewLayer,
+    opts: &CommitOptions,
+) -> Value {
+    let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let mut diff_ids: Vec<Value> = base_diff_ids
+        .iter()
+        .map(|d| Value::String(d.to_string()))
+        .collect();
+    if !new.empty {
+        diff_ids.push(Value::String(new.diff_id.to_string()));
     }
+    config.insert("created".into(), Value::String(now.clone()));
+    if let Some(a) = &opts.author {
+        config.insert("author".into(), Value::String(a.clone()));
+    }
+    let rootfs = config
+        .entry("rootfs")
+        .or_insert_with(|| json!({"type": "layers"}));
+    rootfs["type"] = json!("layers");
+    rootfs["diff_ids"] = Value::Array(diff_ids);
+    let history = config.entry("history").or_insert_with(|| json!([]));
+    if !history.is_array() {
+        *history = json!([]);
+    }
+    let entry = history_entry(now, new.empty, opts);
+    history.as_array_mut().expect("array").push(entry);
+    let cfg = config.entry("config").or_insert_with(|| json!({}));
+    if !cfg.is_object() {
+        *cfg = json!({});
+    }
+    opts.changes.apply(cfg.as_object_mut().expect("object"));
+    Value::Object(config)
+}
+
+/// The config's history entry for a commit made at `now`.
+fn history_entry(now: String, empty: bool, opts: &CommitOptions) -> Value {
+    let mut entry = Map::new();
+    entry.insert("created".into(), Value::String(now));
+    let created_by = opts.created_by.as_deref().unwrap_or("strata commit");
+    entry.insert("created_by".into(), Value::String(created_by.into()));
+    if let Some(a) = &opts.author {
+        entry.insert("author".into(), Value::String(a.clone()));
+    }
+    if let Some(m) = &opts.message {
+        entry.insert("comment".into(), Value::String(m.clone()));
+    }
+    if empty {
+        entry.insert("empty_layer".into(), Value::Bool(true));
+    }
+    Value::Object(entry)
 }
 
 /// The OCI media type for a Docker layer type (the bytes are the same).
@@ -648,22 +576,6 @@ fn to_oci_layer(d: &Descriptor) -> Descriptor {
     let mut out = d.clone();
     out.set_media_type(MediaType::from(oci));
     out
-}
-
-fn descriptor_json(d: &Descriptor) -> Value {
-    let mut v = json!({
-        "mediaType": d.media_type().to_string(),
-        "digest": d.digest().to_string(),
-        "size": d.size(),
-    });
-    if let Some(a) = d.annotations().as_ref().filter(|a| !a.is_empty()) {
-        let sorted: BTreeMap<_, _> = a.iter().collect();
-        v["annotations"] = json!(sorted);
-    }
-    if let Some(u) = d.urls().as_ref().filter(|u| !u.is_empty()) {
-        v["urls"] = json!(u);
-    }
-    v
 }
 
 #[cfg(test)]

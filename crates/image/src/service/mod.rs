@@ -36,13 +36,12 @@
 
 mod commit;
 mod fetch;
+mod layer;
 mod pull;
 mod push;
 mod unpack;
 
-pub use commit::{
-    CommitOptions, Committed, ConfigChanges, EMPTY_LAYER_DIFF_ID, IMAGE_LABEL, LayerCompression,
-};
+pub use commit::{CommitOptions, Committed, ConfigChanges, EMPTY_LAYER_DIFF_ID, IMAGE_LABEL};
 pub use fetch::{BlobEvent, FetchOptions, PlatformSelection, TeeFn};
 pub use pull::{PullOptions, Pulled};
 pub use push::PushOptions;

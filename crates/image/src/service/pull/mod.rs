@@ -32,9 +32,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use strata_content::{Descriptor, Digest, Error, Result};
+use strata_diff::ChannelReader;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::unpack::{LayerState, LayerUnpacker, UnpackEvent, UnpackProgressFn};
+use super::layer::{LayerUnpacker, OpenLayer};
+use super::unpack::{LayerState, UnpackEvent, UnpackProgressFn};
 use super::{FetchOptions, ImageService, TeeFn};
 use crate::identity::chain_ids;
 use crate::image::{self as img, Image};
@@ -339,42 +341,10 @@ impl TeeRouter {
     }
 }
 
-/// A reader over a download stream, as the `open` of
+/// A source over a download stream, as the `open` of
 /// [`LayerUnpacker::unpack_layer_verified`].
-fn stream_reader(
-    rx: mpsc::Receiver<Bytes>,
-) -> impl FnOnce() -> Result<Box<dyn Read + Send>> + Send + 'static {
-    move || Ok(Box::new(ChannelReader::new(rx)) as Box<dyn Read + Send>)
-}
-
-/// A blocking [`Read`] over a download's chunks; EOF when the download ends.
-struct ChannelReader {
-    rx: mpsc::Receiver<Bytes>,
-    cur: Bytes,
-}
-
-impl ChannelReader {
-    fn new(rx: mpsc::Receiver<Bytes>) -> Self {
-        ChannelReader {
-            rx,
-            cur: Bytes::new(),
-        }
-    }
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.cur.is_empty() {
-            match self.rx.blocking_recv() {
-                Some(b) => self.cur = b,
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.cur.len());
-        buf[..n].copy_from_slice(&self.cur[..n]);
-        self.cur = self.cur.slice(n..);
-        Ok(n)
-    }
+fn stream_reader(rx: mpsc::Receiver<Bytes>) -> OpenLayer {
+    Box::new(move || Ok(Box::new(ChannelReader::new(rx)) as Box<dyn Read + Send>))
 }
 
 async fn wait_ready(

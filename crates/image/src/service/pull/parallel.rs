@@ -22,13 +22,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use strata_content::{Error, Labels, Result};
-use strata_diff::{ApplyOptions, ApplyStats, Compression, OverlayOptions};
+use strata_diff::{ApplyStats, ChannelReader, Compression};
 use strata_snapshot::{Snapshotter, unpack_key};
 use tokio::sync::{OwnedMutexGuard, Semaphore, watch};
 use tokio::task::JoinHandle;
 
-use super::{ChannelReader, Counts, Plan, TeeRouter};
-use crate::service::unpack::{LayerState, SNAPSHOT_REF, check_diff_id, layer_compression};
+use super::{Counts, Plan, TeeRouter};
+use crate::service::layer::layer_compression;
+use crate::service::unpack::LayerState;
 
 /// What a layer task left for the in-order committer.
 enum Staged {
@@ -134,12 +135,9 @@ async fn layer_task(
         _ = until(&mut cancel) => return Err(cancelled()),
     };
     let compression = layer_compression(&plan.layers[i])?;
-    let key = unpack_key(chain.as_ref());
-    u.hold(&key).await?;
-    let mut labels = Labels::new();
-    labels.insert(SNAPSHOT_REF.into(), chain.to_string());
-    let mounts = u.sn.prepare(&key, "", labels).await?;
-    match stage(plan, i, router, &mounts, compression, cancel).await {
+    let scratch = u.prepare(chain.as_ref(), Some(chain), None).await?;
+    let key = scratch.key;
+    match stage(plan, i, router, scratch.mounts, compression, cancel).await {
         Ok(Ok((upper, stats, streamed))) => Ok(Staged::Applied {
             key,
             upper,
@@ -167,12 +165,12 @@ async fn stage(
     plan: &Plan,
     i: usize,
     router: &TeeRouter,
-    mounts: &[strata_snapshot::Mount],
+    mounts: Vec<strata_snapshot::Mount>,
     compression: Compression,
     mut cancel: watch::Receiver<bool>,
 ) -> Result<std::result::Result<(PathBuf, ApplyStats, bool), Error>> {
     let (u, layer) = (&plan.u, &plan.layers[i]);
-    let Some(upper) = strata_snapshot::overlay::upperdir(mounts) else {
+    let Some(upper) = strata_snapshot::overlay::upperdir(&mounts) else {
         return Err(Error::failed_precondition(format!(
             "snapshotter {} gave no directory to apply layer {} into",
             u.sn_name,
@@ -210,14 +208,7 @@ async fn stage(
         }
     };
     plan.emit(i, LayerState::Applying);
-    let dir = upper.clone();
-    let applied = tokio::task::spawn_blocking(move || {
-        let opts = ApplyOptions {
-            overlay: Some(OverlayOptions::default()),
-            ..Default::default()
-        };
-        strata_diff::apply_layer(reader, compression, &dir, &opts)
-    });
+    let applied = u.start_apply(mounts, compression, Box::new(move || Ok(reader)), true);
     let fetched = match fetched {
         Some(res) => res,
         None => tokio::select! {
@@ -226,9 +217,7 @@ async fn stage(
         },
     };
     drop(fetch); // a cancelled download ends the stream, and so the apply
-    let applied = applied
-        .await
-        .map_err(|e| Error::internal(format!("apply task failed: {e}")))?;
+    let applied = applied.wait().await;
     match (applied, fetched) {
         (Ok(stats), Ok(())) => Ok(Ok((upper, stats, streamed))),
         (_, Err(e)) => Err(e),
@@ -278,7 +267,6 @@ async fn commit_in_order(
                         return Err(e);
                     }
                 };
-                u.label_uncompressed(layer, diff_id).await?;
                 n.record(plan, i, made, streamed);
             }
         }
@@ -286,7 +274,7 @@ async fn commit_in_order(
     Ok(n)
 }
 
-/// Checks the DiffID, settles implied directories and commits `key` as layer `i`'s
+/// Settles implied directories, then checks the DiffID and commits `key` as layer `i`'s
 /// ChainID onto its parent. Returns whether this call made the snapshot (`false`: a
 /// concurrent unpacker had; `key` is removed).
 async fn commit(
@@ -297,7 +285,6 @@ async fn commit(
     stats: ApplyStats,
 ) -> Result<bool> {
     let (u, layer, chain) = (&plan.u, &plan.layers[i], &plan.chains[i]);
-    check_diff_id(layer, &stats.diff_id, &plan.diff_ids[i])?;
     if let Some(parent) = plan.parent(i)
         && !stats.implied_dirs.is_empty()
     {
@@ -308,7 +295,9 @@ async fn commit(
             .map_err(|e| Error::internal(format!("inherit task failed: {e}")))?
             .map_err(|e| e.context(format!("layer {}", layer.digest())))?;
     }
-    u.commit_layer(chain, key, plan.parent(i)).await
+    let want = &plan.diff_ids[i];
+    u.settle(key, layer, chain, &stats.diff_id, want, plan.parent(i))
+        .await
 }
 
 /// The directories of committed snapshot `chain` and its parents, top first (from the
