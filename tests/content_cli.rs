@@ -1,43 +1,14 @@
-//! `strata content …` end to end: runs the `strata` example binary.
-//!
-//! Finding the binary: `$STRATA_EXAMPLE_BIN` when set; otherwise the test runs
-//! `cargo build --example strata` (same profile and target dir as this test, so it is a
-//! no-op when `cargo test` already built examples) and uses
-//! `<target>/<profile>/examples/strata`.
+//! `strata content …` end to end: runs the `strata` example binary (found as
+//! `example_bin` says).
+
+mod example_bin;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 
-fn strata_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(p) = std::env::var_os("STRATA_EXAMPLE_BIN") {
-            return PathBuf::from(p);
-        }
-        // <target>/<profile>/deps/content_cli-<hash>
-        let exe = std::env::current_exe().expect("current exe");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target profile dir");
-        let target_dir = profile_dir.parent().expect("target dir");
-        let release = profile_dir.file_name().is_some_and(|n| n == "release");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "--example", "strata", "--manifest-path"])
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
-            .env("CARGO_TARGET_DIR", target_dir);
-        if release {
-            cmd.arg("--release");
-        }
-        let st = cmd.status().expect("run cargo build --example strata");
-        assert!(st.success(), "cargo build --example strata failed");
-        let bin = profile_dir.join("examples").join("strata");
-        assert!(bin.exists(), "{} missing after the build", bin.display());
-        bin
-    })
+fn strata_bin() -> PathBuf {
+    example_bin::example_bin("strata")
 }
 
 fn strata(root: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {

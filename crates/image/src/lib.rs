@@ -1,34 +1,75 @@
 //! # strata-image
 //!
-//! Images and registries: image records, handlers over index/manifest/config/layers,
-//! platform matching, a Docker Registry HTTP API v2 client, OCI layout import/export, and
-//! the image service (Fetch, Push; Unpack and Commit later).
+//! Images and the flows over them: image records, the descriptor graph of an image
+//! (index → manifests → config and layers), platforms, a Docker Registry HTTP API v2
+//! client, OCI layouts, leases, garbage collection, and the [`ImageService`] whose
+//! Fetch, Unpack, Commit and Push follow containerd's flows.
 //!
-//! Filled in by the image changes; each module below is owned by one of them.
+//! This crate sits on top of the other three: blobs go to a `strata-content` store,
+//! layers are applied with `strata-diff` into `strata-snapshot` snapshots named by
+//! ChainID. Programs usually open all of them at once with `strata::Root` (the facade
+//! crate), which wires an [`ImageService`] the one way; this crate is for building on
+//! the pieces.
 //!
-//! ## Image core
-//! - [`media_types`]: OCI and Docker media types and their classifiers.
-//! - [`platforms`]: parse, format and normalize platforms; containerd's matchers.
-//! - [`image`]: the [`image::Image`] record; manifest/config/rootfs/check helpers; decoding.
-//! - [`identity`]: DiffIDs to ChainIDs.
-//! - [`handlers`]: walk and dispatch over descriptor graphs; children, GC labels, filters.
+//! ## The flows
+//! - [`service`]: [`ImageService`] — [`fetch`](ImageService::fetch),
+//!   [`unpack`](ImageService::unpack), [`pull`](ImageService::pull) (fetch and unpack
+//!   pipelined), [`commit`](ImageService::commit) and [`push`](ImageService::push).
+//! - [`leases`]: hold what a flow makes against garbage collection while it runs.
+//! - [`gc`]: containerd's mark and sweep over content, snapshots, images and leases.
+//!
+//! ## Images and their documents
+//! - [`image`]: the [`Image`](image::Image) record; manifest, config and DiffID helpers.
 //! - [`store`]: the namespaced SQLite image store.
+//! - [`media_types`]: OCI and Docker media types and their classifiers.
+//! - [`handlers`]: walk and dispatch over descriptor graphs; children, GC labels,
+//!   platform filters.
+//! - [`platforms`]: parse, format and normalize platforms; containerd's matchers.
+//! - [`identity`]: DiffIDs to ChainIDs.
+//! - [`build`]: small images made from code (layers entry by entry).
+//!
+//! ## Moving images
+//! - [`reference`](mod@reference): Docker-style references and their normalization.
+//! - [`remote`]: the registry client (resolve, fetch, push, auth, mirrors).
 //! - [`layout`]: OCI image layout import/export and `docker save` import.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> strata_content::Result<()> {
+//! use std::sync::Arc;
+//! use strata_image::build::{ImageBuilder, LayerBuilder};
+//! use strata_image::service::{ImageService, UnpackOptions};
+//! let dir = tempfile::tempdir().unwrap();
+//! let content = Arc::new(strata_content::local::LocalStore::open(dir.path().join("content"))?);
+//! let images = Arc::new(strata_image::store::ImageStore::open(dir.path().join("metadata.db"))?);
+//! let sn = strata_snapshot::open("native", &dir.path().join("snapshots/native"))?;
+//! let svc = ImageService::new(content.clone(), images.clone()).with_snapshotter("native", sn);
+//! let mut layer = LayerBuilder::new();
+//! layer.file("hello", 0o644, b"hi\n")?;
+//! let image = ImageBuilder::new()
+//!     .layer(layer.finish_gzip()?)
+//!     .write(content.as_ref(), &images, "example:1")
+//!     .await?;
+//! let unpacked = svc.unpack(&image, UnpackOptions::default()).await?;
+//! assert_eq!(unpacked.applied, 1); // one snapshot, named by the layer's ChainID
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs)]
 
 pub mod build;
 pub mod gc;
-pub mod leases;
-mod metadb;
-pub mod reference;
-pub mod remote;
-pub mod service;
-
 pub mod handlers;
 pub mod identity;
 pub mod image;
 pub mod layout;
+pub mod leases;
 pub mod media_types;
+mod metadb;
 pub mod platforms;
+pub mod reference;
+pub mod remote;
+pub mod service;
 pub mod store;
 #[cfg(test)]
 mod test_fixtures;
+
+pub use service::ImageService;

@@ -1,12 +1,27 @@
-//! The image service: the flows users call, over the content store and the image store.
+//! The image service: the flows users call, over a content store, an image store,
+//! snapshotters and (optionally) a lease manager.
 //!
-//! Today: [`ImageService::fetch`] (resolve → walk index/manifest/config/layers → land
-//! every blob in the content store, verified and resumable, with GC labels, distribution
-//! source labels, progress, and an image record) and [`ImageService::push`]. Unpack and
-//! Commit join later; the service is built to hold the snapshotters and the differ then.
+//! | flow | what it does | module docs |
+//! |---|---|---|
+//! | [`ImageService::fetch`] | resolve a reference, land every blob (verified, resumable) with GC labels, record the image | `fetch` |
+//! | [`ImageService::unpack`] | an image's layers → committed snapshots named by ChainID | `unpack` |
+//! | [`ImageService::pull`] | fetch and unpack pipelined: layers are applied from their download streams | `pull` |
+//! | [`ImageService::commit`] | a container's active snapshot → a new layer, config, manifest and image | `commit` |
+//! | [`ImageService::push`] | an image's blobs and manifests → a registry | `push` |
+//!
+//! Every layer that becomes a snapshot, in unpack, pull and commit alike, goes through
+//! one path (`layer`): prepare a scratch snapshot `extract-… <name>` held by the
+//! flow's lease → apply → check the DiffID → commit as the ChainID (a concurrent
+//! unpacker's `AlreadyExists` is success) → label the blob with its DiffID. Any failure
+//! removes the scratch snapshot, so no partial snapshot is ever committed.
+//!
+//! With a [`LeaseManager`] ([`ImageService::with_leases`]),
+//! pull and commit take a lease of their own (fetch and unpack use the one in their
+//! options), so a crash leaves nothing that GC would not collect.
 //!
 //! ## Fetch flow
-//! 1. Parse the reference (docker defaults, `:latest`), build a [`Resolver`] and resolve
+//! 1. Parse the reference (docker defaults, `:latest`), build a
+//!    [`Resolver`](crate::remote::Resolver) and resolve
 //!    the target descriptor (HEAD, then GET).
 //! 2. [`dispatch`](crate::handlers::dispatch) over the graph with the handler stack of
 //!    containerd's pull: *fetch this blob*, then *children* (index → manifests,
@@ -22,8 +37,7 @@
 //!    `containerd.io/distribution.source.<host>=<repo>` label is set or appended.
 //! 4. Create or update the image record `name → target`.
 //!
-//! Leases arrive in a later change: the hook is [`FetchOptions::lease`], which will be
-//! taken before step 2 and released after step 4 so GC cannot collect half a pull.
+//! [`FetchOptions::lease`] holds everything fetched until the caller drops it.
 //!
 //! ## For the pipelined pull (fetch + unpack)
 //! [`FetchOptions::on_blob`] receives every blob's descriptor as soon as it is committed
@@ -34,12 +48,12 @@
 //! before the download ends (the blob is still verified and committed as usual; the
 //! unpacker must not commit its snapshot before `on_blob` says the blob was verified).
 
-mod commit;
-mod fetch;
+pub mod commit;
+pub mod fetch;
 mod layer;
-mod pull;
-mod push;
-mod unpack;
+pub mod pull;
+pub mod push;
+pub mod unpack;
 
 pub use commit::{CommitOptions, Committed, ConfigChanges, EMPTY_LAYER_DIFF_ID, IMAGE_LABEL};
 pub use fetch::{BlobEvent, FetchOptions, PlatformSelection, TeeFn};
@@ -113,7 +127,13 @@ impl KeyedLocks {
     }
 }
 
-/// Fetches and pushes images between registries and the local stores.
+/// The flows over one content store, one image store (both of one namespace), the
+/// registered snapshotters and an optional lease manager: Fetch, Unpack, Pull, Commit
+/// and Push (see the [module docs](self)).
+///
+/// `strata::Root` builds one over a state directory; build one by hand with
+/// [`ImageService::new`], [`ImageService::with_snapshotter`] and
+/// [`ImageService::with_leases`].
 pub struct ImageService {
     content: Arc<dyn Store>,
     images: Arc<ImageStore>,

@@ -7,8 +7,8 @@
 //! unpacker is success), label the layer blob `containerd.io/uncompressed=<DiffID>`, and
 //! finally label the config `containerd.io/gc.ref.snapshot.<snapshotter>=<top ChainID>`.
 //!
-//! Each layer goes through the one per-layer path, [`layer`](super::layer)'s
-//! `LayerUnpacker`, shared with the pipelined pull and commit.
+//! Each layer goes through the one per-layer path (the private `layer` module's
+//! `LayerUnpacker`), shared with the pipelined pull and commit.
 
 use std::sync::Arc;
 

@@ -8,10 +8,10 @@
 //! 3. The missing layers download concurrently (bounded by
 //!    [`FetchOptions::max_concurrent_downloads`]), in layer order, and are applied while
 //!    they arrive, decompressing and hashing in blocking tasks:
-//!    - [`ordered`] (any snapshotter): layer *n* is applied once layer *n-1*'s snapshot is
+//!    - `ordered` (any snapshotter): layer *n* is applied once layer *n-1*'s snapshot is
 //!      committed, straight from its download stream when the download had not started
 //!      yet, from the committed blob otherwise;
-//!    - [`parallel`] (snapshotters that [can rebase](strata_snapshot::Snapshotter::can_rebase),
+//!    - `parallel` (snapshotters that [can rebase](strata_snapshot::Snapshotter::can_rebase),
 //!      i.e. overlay): every layer is applied from its own download stream into a
 //!      parentless snapshot at the same time, then committed in order onto its parent.
 //!
