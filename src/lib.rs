@@ -6,7 +6,7 @@
 //!
 //! Start with [`Root`]: it opens a state directory (content, snapshots, images, leases)
 //! and offers the common jobs — pull, prepare a container, mount, commit, push, remove,
-//! garbage-collect. Everything else is one of the four crates below, re-exported; see
+//! garbage-collect. Everything else is one of the five crates below, re-exported; see
 //! `ARCHITECTURE.md` for how they fit.
 //!
 //! | module | crate | job |
@@ -14,7 +14,8 @@
 //! | [`content`] | `strata-content` | blobs, resumable ingests, labels, filters; the shared `Error` |
 //! | [`snapshot`] | `strata-snapshot` | the `Snapshotter` trait, overlay and native backends, mounts |
 //! | [`diff`] | `strata-diff` | apply layers (tar/gzip/zstd, whiteouts, beneath-root), compare trees |
-//! | [`image`] | `strata-image` | images, registries, OCI layouts, leases, GC, `ImageService` |
+//! | [`remote`] | `strata-remote` | references and the registry client (resolve, fetch, push, auth) |
+//! | [`image`] | `strata-image` | images, OCI layouts, leases, GC, `ImageService` over all of them |
 //! | [`root`] | this crate | [`Root`], the one wiring of a state directory |
 //!
 //! ```
@@ -40,6 +41,7 @@
 pub use strata_content as content;
 pub use strata_diff as diff;
 pub use strata_image as image;
+pub use strata_remote as remote;
 pub use strata_snapshot as snapshot;
 
 pub mod root;

@@ -5,9 +5,9 @@
 //! client, OCI layouts, leases, garbage collection, and the [`ImageService`] whose
 //! Fetch, Unpack, Commit and Push follow containerd's flows.
 //!
-//! This crate sits on top of the other three: blobs go to a `strata-content` store,
-//! layers are applied with `strata-diff` into `strata-snapshot` snapshots named by
-//! ChainID. Programs usually open all of them at once with `strata::Root` (the facade
+//! This crate sits on top of the others: blobs go to a `strata-content` store, come from
+//! registries through `strata-remote`, and layers are applied with `strata-diff` into
+//! `strata-snapshot` snapshots named by ChainID. Programs usually open all of them at once with `strata::Root` (the facade
 //! crate), which wires an [`ImageService`] the one way; this crate is for building on
 //! the pieces.
 //!
@@ -29,9 +29,9 @@
 //! - [`build`]: small images made from code (layers entry by entry).
 //!
 //! ## Moving images
-//! - [`reference`](mod@reference): Docker-style references and their normalization.
-//! - [`remote`]: the registry client (resolve, fetch, push, auth, mirrors).
 //! - [`layout`]: OCI image layout import/export and `docker save` import.
+//! - [`remote`] and [`reference`](mod@reference): the registry client and references
+//!   (the `strata-remote` crate, re-exported).
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> strata_content::Result<()> {
@@ -65,11 +65,13 @@ pub mod leases;
 pub mod media_types;
 mod metadb;
 pub mod platforms;
-pub mod reference;
-pub mod remote;
 pub mod service;
 pub mod store;
 #[cfg(test)]
 mod test_fixtures;
 
 pub use service::ImageService;
+/// The registry client, `strata-remote` (re-exported: the flows take its options).
+pub use strata_remote as remote;
+/// Docker-style references (`strata-remote`'s, re-exported).
+pub use strata_remote::reference;

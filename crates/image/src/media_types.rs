@@ -1,8 +1,9 @@
 //! Media types of OCI and Docker images, and classifiers over them.
 //!
 //! After containerd's `images/mediatypes.go`. The layer types and [`Compression`] come
-//! from `strata-diff` (which decodes layers) and are re-exported here, so there is one
-//! set of them. Media types are compared as strings (the
+//! from `strata-diff` (which decodes layers), the manifest and index types from
+//! `strata-remote` (which resolves them); both are re-exported here, so there is one set
+//! of them. Media types are compared as strings (the
 //! `+json`/`+gzip` suffixes are part of the type); [`MediaType`](strata_content::MediaType)
 //! values convert with `.to_string()`.
 //!
@@ -24,12 +25,15 @@ pub use strata_diff::compression::{
     OCI_LAYER_NONDISTRIBUTABLE_GZIP, OCI_LAYER_NONDISTRIBUTABLE_ZSTD, OCI_LAYER_ZSTD,
 };
 
+// --- manifests and indexes (strata-remote owns them: resolving needs them) -------------
+
+pub use strata_remote::media_types::{
+    DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_SCHEMA1_MANIFEST, DOCKER_SCHEMA1_MANIFEST_SIGNED,
+    OCI_INDEX, OCI_MANIFEST, RESOLVE_ACCEPT, is_index, is_manifest, is_schema1,
+};
+
 // --- OCI image-spec -------------------------------------------------------------------
 
-/// OCI image index.
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-/// OCI image manifest.
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 /// OCI image config.
 pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 /// OCI `oci-layout` file content type (not a blob type; informational).
@@ -38,49 +42,10 @@ pub const OCI_LAYOUT_HEADER: &str = "application/vnd.oci.layout.header.v1+json";
 pub const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
 // --- Docker image manifest v2 ---------------------------------------------------------
 
-/// Docker manifest list (schema 2), the Docker counterpart of an index.
-pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-/// Docker image manifest, schema 2.
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 /// Docker image config.
 pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 /// Docker plugin config (a known config type containerd accepts).
 pub const DOCKER_PLUGIN_CONFIG: &str = "application/vnd.docker.plugin.v1+json";
-
-// --- Docker schema 1 (rejected) -------------------------------------------------------
-
-/// Docker schema 1 manifest: not supported (containerd ≥ 2.1 rejects it too).
-pub const DOCKER_SCHEMA1_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v1+json";
-/// Docker schema 1 signed manifest: not supported.
-pub const DOCKER_SCHEMA1_MANIFEST_SIGNED: &str =
-    "application/vnd.docker.distribution.manifest.v1+prettyjws";
-
-// --- resolving ------------------------------------------------------------------------
-
-/// The `Accept` header value a registry client should send when resolving a reference:
-/// every manifest and index type strata can read, most preferred first, then `*/*`.
-pub const RESOLVE_ACCEPT: &[&str] = &[
-    OCI_INDEX,
-    DOCKER_MANIFEST_LIST,
-    OCI_MANIFEST,
-    DOCKER_MANIFEST,
-    "*/*",
-];
-
-/// Whether `mt` is an OCI index or a Docker manifest list.
-pub fn is_index(mt: &str) -> bool {
-    mt == OCI_INDEX || mt == DOCKER_MANIFEST_LIST
-}
-
-/// Whether `mt` is an OCI manifest or a Docker schema 2 manifest (schema 1 is not).
-pub fn is_manifest(mt: &str) -> bool {
-    mt == OCI_MANIFEST || mt == DOCKER_MANIFEST
-}
-
-/// Whether `mt` is a Docker schema 1 manifest, which strata rejects.
-pub fn is_schema1(mt: &str) -> bool {
-    mt == DOCKER_SCHEMA1_MANIFEST || mt == DOCKER_SCHEMA1_MANIFEST_SIGNED
-}
 
 /// Whether `mt` is a known image config type (OCI, Docker or Docker plugin), as
 /// containerd's `IsKnownConfig`.

@@ -8,7 +8,7 @@
 //! `docker.io/library/busybox`, `index.docker.io` becomes `docker.io`).
 //!
 //! ```
-//! use strata_image::reference::Reference;
+//! use strata_remote::reference::Reference;
 //! let r = Reference::parse_normalized("busybox").unwrap().with_default_tag();
 //! assert_eq!(r.to_string(), "docker.io/library/busybox:latest");
 //! assert_eq!(r.familiar(), "busybox:latest");
@@ -76,7 +76,7 @@ fn invalid(input: &str, why: &str) -> Error {
 /// `strata::Root` name images this way.
 ///
 /// ```
-/// use strata_image::reference::normalize;
+/// use strata_remote::reference::normalize;
 /// assert_eq!(normalize("debian:minbase"), "docker.io/library/debian:minbase");
 /// assert_eq!(normalize("127.0.0.1:5000/app"), "127.0.0.1:5000/app:latest");
 /// ```

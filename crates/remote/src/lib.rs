@@ -1,6 +1,13 @@
-//! A client for the Docker Registry HTTP API v2 / OCI distribution spec, after containerd's
-//! `remotes/docker`.
+//! # strata-remote
 //!
+//! A client for the Docker Registry HTTP API v2 / OCI distribution spec, after containerd's
+//! `remotes/docker`: image references, resolving them, fetching and pushing blobs and
+//! manifests, authorization and credentials. It depends on `strata-content` only (for
+//! `Digest`, `Descriptor` and the one `Error`), so it is usable alone; `strata-image`'s
+//! Fetch and Push flows are built on it.
+//!
+//! - [`reference`](mod@reference): Docker-style references and their normalization.
+//! - [`media_types`]: the manifest and index media types a client must know.
 //! - [`Resolver`]: turns a [`Reference`](crate::reference::Reference) into the descriptor
 //!   of its manifest or index (HEAD, then GET), and hands out [`Fetcher`]s and [`Pusher`]s.
 //! - [`Fetcher`]: streams manifests and blobs by descriptor, from an offset, resuming a
@@ -16,11 +23,15 @@
 //! exponential backoff; a host that answers 404 or stays unavailable falls back to the
 //! next host of the list.
 
+#![warn(missing_docs)]
+
 pub mod auth;
 mod client;
 pub mod docker_config;
 mod fetcher;
+pub mod media_types;
 mod pusher;
+pub mod reference;
 mod resolver;
 
 pub use auth::{Challenge, Credentials, CredentialsFn, parse_www_authenticate};
@@ -34,7 +45,7 @@ use std::time::Duration;
 /// How to reach registries.
 ///
 /// ```
-/// use strata_image::remote::RegistryOptions;
+/// use strata_remote::RegistryOptions;
 /// let opts = RegistryOptions::default().plain_http(true).mirror("127.0.0.1:5001");
 /// assert_eq!(opts.mirrors, ["127.0.0.1:5001"]);
 /// ```

@@ -96,7 +96,7 @@ impl Cursor<'_> {
 /// parser never fails.
 ///
 /// ```
-/// use strata_image::remote::parse_www_authenticate;
+/// use strata_remote::parse_www_authenticate;
 /// let c = parse_www_authenticate(
 ///     r#"Bearer realm="https://auth.example/token",service="registry",scope="repository:a:pull""#);
 /// assert_eq!(c[0].scheme, "bearer");
