@@ -1,6 +1,7 @@
-//! Faults between us and a real `docker-registry`, injected by a proxy: dropped
-//! connections (resumed with `Range`, within a fetch and across fetches), wrong bytes,
-//! truncated bodies, 500s, oversized and malformed manifests, schema 1.
+//! Faults between us and a real `docker-registry`, injected by a proxy: dropped and
+//! reset connections and stalled bodies (resumed with `Range`, within a fetch and across
+//! fetches), wrong bytes, truncated bodies, 500s, 429 with `Retry-After`, oversized and
+//! malformed manifests, schema 1.
 
 mod registry_common;
 
@@ -22,12 +23,20 @@ fn fetch_opts() -> FetchOptions {
     }
 }
 
-/// A registry with one image pushed, a proxy in front, and the big layer.
+/// A registry with one image pushed, a proxy in front, and the big (1 MiB) layer.
 async fn setup(name: &str) -> Option<(Registry, Proxy, String, Descriptor, Descriptor)> {
+    setup_with(name, 1 << 20).await
+}
+
+/// As [`setup`], with a big layer of `big` bytes.
+async fn setup_with(
+    name: &str,
+    big: usize,
+) -> Option<(Registry, Proxy, String, Descriptor, Descriptor)> {
     let reg = Registry::start(None).await?;
     let proxy = Proxy::start(&reg.addr).await;
     let src = Env::new();
-    let (manifest, layers) = build_image(&src, "local/f:1", &[1 << 20, 8 * 1024], 3).await;
+    let (manifest, layers) = build_image(&src, "local/f:1", &[big, 8 * 1024], 3).await;
     src.svc
         .push(
             "local/f:1",
@@ -364,5 +373,176 @@ async fn mirror_falls_back_to_registry() {
         proxy.seen().iter().any(|s| s.path.contains("ns=127.0.0.1")),
         "{:?}",
         proxy.seen()
+    );
+}
+
+/// GETs of the blob `hex` the proxy saw, in order.
+fn blob_gets(proxy: &Proxy, hex: &str) -> Vec<Seen> {
+    proxy
+        .seen()
+        .into_iter()
+        .filter(|s| s.method == "GET" && s.path.contains(hex))
+        .collect()
+}
+
+/// A rule that applies `first` to the first GET of blob `hex` and forwards the rest.
+fn first_get_of(hex: &str, first: Action) -> impl FnMut(&str, &str) -> Action + Send + 'static {
+    let (hex, mut pending) = (hex.to_string(), Some(first));
+    move |m, p| match (m == "GET" && p.contains(&hex), pending.take()) {
+        (true, Some(a)) => a,
+        (false, Some(a)) => {
+            pending = Some(a);
+            Action::Forward
+        }
+        _ => Action::Forward,
+    }
+}
+
+/// The issue's field case: a blob download that stops sending after 1 MiB (the
+/// connection stays open) completes, with the default settings, by dropping the
+/// connection after the idle timeout and resuming with `Range`, in under 45 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_download_resumes_with_default_settings() {
+    let Some((_reg, proxy, remote, _m, big)) = setup_with("stall", 3 << 20).await else {
+        return;
+    };
+    let hex = big.digest().digest().to_string();
+    proxy.set_rule(first_get_of(&hex, Action::StallAfter(1 << 20)));
+    let env = Env::new();
+    let opts = FetchOptions {
+        registry: RegistryOptions::default().docker_config(false),
+        ..Default::default()
+    };
+    let t = std::time::Instant::now();
+    env.svc.fetch(&remote, opts).await.unwrap();
+    let took = t.elapsed();
+    assert!(took < std::time::Duration::from_secs(45), "took {took:?}");
+    assert!(
+        took >= RegistryOptions::default().idle_timeout,
+        "took {took:?}"
+    );
+    let gets = blob_gets(&proxy, &hex);
+    assert_eq!(gets.len(), 2, "{gets:?}");
+    assert_eq!(gets[0].body_bytes, 1 << 20);
+    assert_eq!(gets[1].range.as_deref(), Some("bytes=1048576-"));
+    assert_eq!(
+        env.content.info(big.digest()).await.unwrap().size,
+        big.size()
+    );
+}
+
+/// A download that stalls on every try gives up after the retries, naming the blob,
+/// the registry and why; the bytes so far stay in a resumable ingest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn download_stalling_every_time_fails_naming_the_registry() {
+    let Some((_reg, proxy, remote, _m, big)) = setup("stall2").await else {
+        return;
+    };
+    // 100 kB on the first try, then nothing on every retry.
+    let (h, mut tries) = (big.digest().digest().to_string(), 0);
+    proxy.set_rule(move |m, p| {
+        if m == "GET" && p.contains(&h) {
+            tries += 1;
+            Action::StallAfter(if tries == 1 { 100_000 } else { 0 })
+        } else {
+            Action::Forward
+        }
+    });
+    let env = Env::new();
+    let mut opts = fetch_opts();
+    opts.registry.idle_timeout = std::time::Duration::from_millis(300);
+    let e = env.svc.fetch(&remote, opts).await.unwrap_err();
+    assert!(e.is_unavailable(), "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains("no data for 300ms"), "{msg}");
+    assert!(msg.contains(&proxy.addr), "names the registry: {msg}");
+    assert!(msg.contains("stopped at byte 100000"), "{msg}");
+    no_blob_committed(&env, &big).await;
+    let st = env.content.status(&ref_key(&big)).await.unwrap();
+    assert_eq!(st.offset, 100_000, "resumable from there");
+}
+
+/// A response whose headers never come is retried after the idle timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_registry_is_retried_after_the_idle_timeout() {
+    let Some((_reg, proxy, remote, _m, big)) = setup("silent").await else {
+        return;
+    };
+    let hex = big.digest().digest().to_string();
+    // Stalling before the head: the first try gets no response at all.
+    proxy.set_gate({
+        let (hex, mut first) = (hex.clone(), true);
+        move |m, p, _| {
+            if m == "GET" && p.contains(&hex) && std::mem::take(&mut first) {
+                Some(Action::StallAfter(0))
+            } else {
+                None
+            }
+        }
+    });
+    let env = Env::new();
+    let mut opts = fetch_opts();
+    opts.registry.idle_timeout = std::time::Duration::from_millis(500);
+    env.svc.fetch(&remote, opts).await.unwrap();
+    let gets = blob_gets(&proxy, &hex);
+    assert_eq!(gets.len(), 2, "{gets:?}");
+    assert!(gets[1].at - gets[0].at >= std::time::Duration::from_millis(500));
+}
+
+/// `429 Too Many Requests` with `Retry-After: 2` is retried after two seconds, not the
+/// short backoff.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_waits_for_retry_after() {
+    let Some((_reg, proxy, remote, _m, big)) = setup("r429").await else {
+        return;
+    };
+    let hex = big.digest().digest().to_string();
+    let body = br#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}"#.to_vec();
+    let headers = vec![("Retry-After".to_string(), "2".to_string())];
+    proxy.set_rule(first_get_of(&hex, Action::Reply(429, headers, body)));
+    let env = Env::new();
+    env.svc.fetch(&remote, fetch_opts()).await.unwrap();
+    let gets = blob_gets(&proxy, &hex);
+    assert_eq!(gets.len(), 2, "{gets:?}");
+    let waited = gets[1].at - gets[0].at;
+    assert!(
+        waited >= std::time::Duration::from_secs(2),
+        "waited {waited:?}"
+    );
+    assert!(
+        waited < std::time::Duration::from_secs(10),
+        "waited {waited:?}"
+    );
+}
+
+/// A connection reset mid-body (RST, not a clean close) resumes with `Range`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_mid_body_resumes() {
+    let Some((_reg, proxy, remote, _m, big)) = setup("reset").await else {
+        return;
+    };
+    let hex = big.digest().digest().to_string();
+    proxy.set_rule(first_get_of(&hex, Action::ResetAfter(200_000)));
+    let env = Env::new();
+    env.svc.fetch(&remote, fetch_opts()).await.unwrap();
+    let gets = blob_gets(&proxy, &hex);
+    assert_eq!(gets.len(), 2, "{gets:?}");
+    assert_eq!(
+        gets[0].body_bytes, 200_000,
+        "the proxy sent this much, then RST"
+    );
+    // An RST may discard bytes the client had not read yet: it resumes from what it got.
+    let from = gets[1]
+        .range
+        .as_deref()
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.strip_suffix('-'))
+        .map(|n| n.parse::<u64>().unwrap())
+        .unwrap_or(0);
+    assert!(from <= 200_000, "{gets:?}");
+    assert_eq!(proxy.served(&hex), 200_000 + big.size() - from);
+    assert_eq!(
+        env.content.info(big.digest()).await.unwrap().size,
+        big.size()
     );
 }

@@ -7,10 +7,12 @@ use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Method, Response, StatusCode};
 use strata_content::{Error, ErrorKind, Result};
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::RegistryOptions;
 use super::auth::{Authorizer, CredentialsFn};
 use super::docker_config::DockerConfig;
+use super::retry;
 
 /// One endpoint serving the `/v2/` API for a registry.
 #[derive(Debug, Clone)]
@@ -188,71 +190,129 @@ impl Client {
     /// status is not 401, 429 or 5xx (those become errors after the retries).
     ///
     /// # Errors
-    /// `Unavailable` for connection errors, 5xx and 429 after the retries;
-    /// `FailedPrecondition` for a 401/403 that authorization cannot fix.
+    /// As [`Client::send_held`].
     pub async fn send(&self, host: &Host, scopes: &[String], req: &Req) -> Result<Response> {
-        let scope_key = {
-            let mut s = scopes.to_vec();
-            s.sort();
-            s.join(" ")
-        };
+        self.send_held(host, scopes, req).await.map(|(r, _)| r)
+    }
+
+    /// As [`Client::send`], also returning the host's request permit, to hold while the
+    /// response body is read (downloads).
+    ///
+    /// A transient failure — a connection error, no response headers within
+    /// [`RegistryOptions::idle_timeout`], a 5xx or a 429 — is retried up to
+    /// `max_retries` times after a jittered exponential backoff, or after the
+    /// `Retry-After` a 429/503 asks for (capped at [`MAX_RETRY_AFTER`](crate::MAX_RETRY_AFTER)).
+    /// The permit is given back while waiting.
+    ///
+    /// # Errors
+    /// `Unavailable` for connection errors, timeouts, 5xx and 429 after the retries;
+    /// `FailedPrecondition` for a 401/403 that authorization cannot fix.
+    pub async fn send_held(
+        &self,
+        host: &Host,
+        scopes: &[String],
+        req: &Req,
+    ) -> Result<(Response, OwnedSemaphorePermit)> {
+        let limit = retry::host_limit(&host.host, self.opts.max_requests_per_host);
         let mut attempt = 0u32;
         let mut reauthorized = false;
         loop {
-            let mut b = self
-                .http
-                .request(req.method.clone(), &req.url)
-                .headers(req.headers.clone());
-            if let Some(a) = self.auth.authorize(&host.host, scopes).await? {
-                b = b.header(reqwest::header::AUTHORIZATION, a);
-            }
-            if let Some(body) = &req.body {
-                b = b.body(body.clone());
-            }
-            let delay = self.opts.retry_delay * 2u32.saturating_pow(attempt);
-            match b.send().await {
-                Err(e) => {
-                    if attempt < self.opts.max_retries {
-                        tracing::debug!("{}: {e}; retrying", req.what());
-                        attempt += 1;
-                        tokio::time::sleep(delay).await;
-                        continue;
-                    }
-                    return Err(Error::unavailable(req.what()).with_source(e));
+            let permit = limit
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| Error::internal("host request limit closed"))?;
+            let outcome = self.attempt(host, scopes, req, !reauthorized).await?;
+            let wait = match outcome {
+                Attempt::Done(resp) => return Ok((resp, permit)),
+                Attempt::Reauthorize => {
+                    reauthorized = true;
+                    continue;
                 }
-                Ok(resp) => {
-                    let status = resp.status();
-                    if status == StatusCode::UNAUTHORIZED {
-                        let h = resp
-                            .headers()
-                            .get(reqwest::header::WWW_AUTHENTICATE)
-                            .and_then(|v| v.to_str().ok())
-                            .map(str::to_string);
-                        if !reauthorized
-                            && self
-                                .auth
-                                .add_challenge(&host.host, h.as_deref(), &scope_key)
-                        {
-                            reauthorized = true;
-                            continue;
-                        }
-                        return Err(status_error(req, resp).await);
-                    }
-                    if (status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS)
-                        && attempt < self.opts.max_retries
-                    {
-                        tracing::debug!("{}: HTTP {status}; retrying", req.what());
-                        attempt += 1;
-                        tokio::time::sleep(delay).await;
-                        continue;
-                    }
-                    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-                        return Err(status_error(req, resp).await);
-                    }
-                    return Ok(resp);
+                Attempt::Retry(why, after) if attempt < self.opts.max_retries => {
+                    tracing::debug!("{}: {why}; retrying", req.what());
+                    after.unwrap_or_else(|| retry::backoff(self.opts.retry_delay, attempt))
                 }
-            }
+                Attempt::Retry(why, _) => return Err(why.context(host_context(host))),
+            };
+            drop(permit);
+            attempt += 1;
+            tokio::time::sleep(wait).await;
         }
+    }
+
+    /// One try of `req` on `host`; a 401 with a new challenge asks to re-authorize when
+    /// `may_reauthorize`, else it is an error.
+    async fn attempt(
+        &self,
+        host: &Host,
+        scopes: &[String],
+        req: &Req,
+        may_reauthorize: bool,
+    ) -> Result<Attempt> {
+        let mut b = self
+            .http
+            .request(req.method.clone(), &req.url)
+            .headers(req.headers.clone());
+        if let Some(a) = self.auth.authorize(&host.host, scopes).await? {
+            b = b.header(reqwest::header::AUTHORIZATION, a);
+        }
+        if let Some(body) = &req.body {
+            b = b.body(body.clone());
+        }
+        let idle = self.opts.idle_timeout;
+        let resp = match tokio::time::timeout(idle, b.send()).await {
+            Err(_) => {
+                let e = Error::unavailable(format!("{}: no response within {idle:?}", req.what()));
+                return Ok(Attempt::Retry(e, None));
+            }
+            Ok(Err(e)) => {
+                let e = Error::unavailable(req.what()).with_source(e);
+                return Ok(Attempt::Retry(e, None));
+            }
+            Ok(Ok(resp)) => resp,
+        };
+        let status = resp.status();
+        if status == StatusCode::UNAUTHORIZED {
+            let challenge = resp
+                .headers()
+                .get(reqwest::header::WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let mut key = scopes.to_vec();
+            key.sort();
+            if may_reauthorize
+                && self
+                    .auth
+                    .add_challenge(&host.host, challenge.as_deref(), &key.join(" "))
+            {
+                return Ok(Attempt::Reauthorize);
+            }
+            return Err(status_error(req, resp).await);
+        }
+        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            let after = retry::retry_after(resp.headers(), std::time::SystemTime::now());
+            return Ok(Attempt::Retry(status_error(req, resp).await, after));
+        }
+        Ok(Attempt::Done(resp))
+    }
+}
+
+/// What one try of a request came to.
+enum Attempt {
+    /// A response to return.
+    Done(Response),
+    /// A 401 with a new challenge: authorize again and resend at once.
+    Reauthorize,
+    /// A transient failure: retry after the given delay (else the backoff).
+    Retry(Error, Option<std::time::Duration>),
+}
+
+/// Names the endpoint in an error: `registry 127.0.0.1:5000` or `mirror m:5000 of docker.io`.
+pub(crate) fn host_context(host: &Host) -> String {
+    match &host.ns {
+        Some(ns) => format!("mirror {} of {ns}", host.host),
+        None => format!("registry {}", host.host),
     }
 }
 

@@ -2,16 +2,19 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use reqwest::header::{ACCEPT, CONTENT_RANGE, RANGE};
 use reqwest::{Method, Response, StatusCode};
 use strata_content::{Descriptor, Error, Result};
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::MAX_MANIFEST_SIZE;
 use super::client::{Client, Req, repo_scope, status_error, try_next_host};
 use super::resolver::accept_header;
+use super::retry;
 use crate::media_types;
 
 /// The bytes of a blob from some offset on, in order. Ends after exactly `size - offset`
@@ -36,6 +39,8 @@ struct Opened {
     body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
     /// Bytes to drop from the body (the server ignored `Range`).
     skip: u64,
+    /// The host's request permit, held until the body ends.
+    _permit: OwnedSemaphorePermit,
 }
 
 impl Fetcher {
@@ -59,9 +64,11 @@ impl Fetcher {
 
     /// Streams `desc`'s bytes from `offset` (`Range: bytes=<offset>-`). Manifests and
     /// indexes come from `/manifests/<digest>`, everything else from `/blobs/<digest>`;
-    /// hosts are tried in order. When the connection drops mid-body, the stream
-    /// reconnects at the current offset (up to `max_retries` times without progress).
-    /// The stream does not verify the digest: the content store's commit does.
+    /// hosts are tried in order. When the connection drops mid-body, or no byte arrives
+    /// for [`RegistryOptions::idle_timeout`](crate::RegistryOptions::idle_timeout), the
+    /// stream reconnects at the current offset (up to `max_retries` times without
+    /// progress, and for at most `progress_timeout` without a byte). The stream does not
+    /// verify the digest: the content store's commit does.
     ///
     /// # Errors
     /// At once: `NotFound` when no host has the blob, `InvalidArgument` for a manifest
@@ -97,6 +104,7 @@ impl Fetcher {
             pos: offset,
             cur: first,
             retries: 0,
+            last_progress: Instant::now(),
             done: offset == size,
         };
         Ok(Box::pin(futures::stream::unfold(state, next_chunk)))
@@ -146,8 +154,8 @@ impl Fetcher {
             if offset > 0 {
                 req = req.header(RANGE, &format!("bytes={offset}-"));
             }
-            let res = match self.client.send(&host, &scopes, &req).await {
-                Ok(resp) => check_response(&req, resp, offset).await,
+            let res = match self.client.send_held(&host, &scopes, &req).await {
+                Ok((resp, permit)) => check_response(&req, resp, offset, permit).await,
                 Err(e) => Err(e),
             };
             match res {
@@ -163,7 +171,12 @@ impl Fetcher {
     }
 }
 
-async fn check_response(req: &Req, resp: Response, offset: u64) -> Result<Opened> {
+async fn check_response(
+    req: &Req,
+    resp: Response,
+    offset: u64,
+    permit: OwnedSemaphorePermit,
+) -> Result<Opened> {
     let status = resp.status();
     let skip = match status {
         StatusCode::OK => offset,
@@ -191,6 +204,7 @@ async fn check_response(req: &Req, resp: Response, offset: u64) -> Result<Opened
     Ok(Opened {
         body: Box::pin(resp.bytes_stream()),
         skip,
+        _permit: permit,
     })
 }
 
@@ -199,7 +213,10 @@ struct StreamState {
     desc: Descriptor,
     pos: u64,
     cur: Option<Opened>,
+    /// Reconnections since the last byte.
     retries: u32,
+    /// When the last byte arrived (or the download started).
+    last_progress: Instant,
     done: bool,
 }
 
@@ -210,6 +227,7 @@ async fn next_chunk(mut st: StreamState) -> Option<(Result<Bytes>, StreamState)>
     let size = st.desc.size();
     let opts = &st.fetcher.client.opts;
     let (max_retries, delay) = (opts.max_retries, opts.retry_delay);
+    let (idle, progress_timeout) = (opts.idle_timeout, opts.progress_timeout);
     loop {
         let why = match st.cur.as_mut() {
             None => match st.fetcher.open(&st.desc, st.pos).await {
@@ -223,8 +241,12 @@ async fn next_chunk(mut st: StreamState) -> Option<(Result<Bytes>, StreamState)>
                     return Some((Err(e), st));
                 }
             },
-            Some(o) => match o.body.next().await {
-                Some(Ok(mut chunk)) => {
+            Some(o) => match tokio::time::timeout(idle, o.body.next()).await {
+                Err(_) => {
+                    st.cur = None; // drops the stalled connection
+                    format!("no data for {idle:?}")
+                }
+                Ok(Some(Ok(mut chunk))) => {
                     if o.skip > 0 {
                         let n = o.skip.min(chunk.len() as u64);
                         o.skip -= n;
@@ -243,13 +265,14 @@ async fn next_chunk(mut st: StreamState) -> Option<(Result<Bytes>, StreamState)>
                     }
                     st.pos += chunk.len() as u64;
                     st.retries = 0;
+                    st.last_progress = Instant::now();
                     return Some((Ok(chunk), st));
                 }
-                Some(Err(e)) => {
+                Ok(Some(Err(e))) => {
                     st.cur = None;
                     e.to_string()
                 }
-                None => {
+                Ok(None) => {
                     st.cur = None;
                     if st.pos == size {
                         st.done = true;
@@ -259,22 +282,26 @@ async fn next_chunk(mut st: StreamState) -> Option<(Result<Bytes>, StreamState)>
                 }
             },
         };
-        if st.retries >= max_retries {
+        if st.retries >= max_retries || st.last_progress.elapsed() >= progress_timeout {
             st.done = true;
             let e = Error::unavailable(format!(
-                "download of {} stopped at byte {} of {}: {why}",
+                "download of {} from {}/{} stopped at byte {} of {} ({} retries, {:?} without data): {why}",
                 st.desc.digest(),
+                st.fetcher.domain,
+                st.fetcher.repo,
                 st.pos,
-                size
+                size,
+                st.retries,
+                st.last_progress.elapsed()
             ));
             return Some((Err(e), st));
         }
-        tracing::debug!(
-            "download of {} interrupted at {}: {why}; resuming",
+        tracing::info!(
+            "download of {} interrupted at byte {}: {why}; resuming",
             st.desc.digest(),
             st.pos
         );
-        tokio::time::sleep(delay * 2u32.saturating_pow(st.retries)).await;
+        tokio::time::sleep(retry::backoff(delay, st.retries)).await;
         st.retries += 1;
     }
 }

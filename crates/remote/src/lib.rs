@@ -19,9 +19,12 @@
 //! - [`RegistryOptions`]: plain HTTP, mirrors (tried in order, the registry itself last),
 //!   credentials and retry policy.
 //!
-//! Requests that fail transiently (connection errors, 5xx, 429) are retried with
-//! exponential backoff; a host that answers 404 or stays unavailable falls back to the
-//! next host of the list.
+//! Requests that fail transiently (connection errors, 5xx, 429, no response within
+//! [`RegistryOptions::idle_timeout`]) are retried with jittered exponential backoff, or
+//! after the registry's `Retry-After`; a download that stalls or drops resumes at its
+//! offset. A host that answers 404 or stays unavailable falls back to the next host of
+//! the list. Requests to one host are bounded process-wide
+//! ([`RegistryOptions::max_requests_per_host`]).
 
 #![warn(missing_docs)]
 
@@ -33,11 +36,13 @@ pub mod media_types;
 mod pusher;
 pub mod reference;
 mod resolver;
+mod retry;
 
 pub use auth::{Challenge, Credentials, CredentialsFn, parse_www_authenticate};
 pub use fetcher::{BlobStream, Fetcher};
 pub use pusher::{PushStatus, Pusher};
 pub use resolver::{MAX_MANIFEST_SIZE, Resolver};
+pub use retry::MAX_RETRY_AFTER;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,11 +65,24 @@ pub struct RegistryOptions {
     pub credentials: Option<CredentialsFn>,
     /// Read credentials from `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`.
     pub docker_config: bool,
-    /// Retries of a transiently failing request (and of a dropped download without
-    /// progress) before giving up on a host.
+    /// Retries of a transiently failing request (and of a dropped or stalled download
+    /// without progress) before giving up on a host.
     pub max_retries: u32,
-    /// The first backoff delay; it doubles on each retry.
+    /// The first backoff delay; it doubles on each retry, with jitter. A `429` or `503`
+    /// with `Retry-After` waits what the registry asks instead (at most
+    /// [`MAX_RETRY_AFTER`]).
     pub retry_delay: Duration,
+    /// The longest wait for a response's headers or for the next bytes of its body;
+    /// then the connection is dropped and the request retried (a download resumes at
+    /// its offset with `Range`). Default 30 s.
+    pub idle_timeout: Duration,
+    /// The longest a download may go without receiving a byte, across its retries,
+    /// before it fails. Default 3 minutes.
+    pub progress_timeout: Duration,
+    /// Requests in flight to one host at most, shared by every pull and push of the
+    /// process (the first client to reach a host sets its limit). A download counts
+    /// until its body ends. Default 16.
+    pub max_requests_per_host: usize,
     /// Blobs larger than this are pushed in chunks of this size (PATCH); smaller ones in
     /// one PUT.
     pub push_chunk_size: u64,
@@ -81,6 +99,9 @@ impl Default for RegistryOptions {
             docker_config: true,
             max_retries: 3,
             retry_delay: Duration::from_millis(100),
+            idle_timeout: Duration::from_secs(30),
+            progress_timeout: Duration::from_secs(180),
+            max_requests_per_host: 16,
             push_chunk_size: 16 << 20,
             user_agent: format!("strata/{}", env!("CARGO_PKG_VERSION")),
         }
@@ -96,6 +117,9 @@ impl std::fmt::Debug for RegistryOptions {
             .field("docker_config", &self.docker_config)
             .field("max_retries", &self.max_retries)
             .field("retry_delay", &self.retry_delay)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("progress_timeout", &self.progress_timeout)
+            .field("max_requests_per_host", &self.max_requests_per_host)
             .field("push_chunk_size", &self.push_chunk_size)
             .finish()
     }

@@ -118,6 +118,11 @@ pub enum Action {
     Forward,
     /// Pass the head and the first `n` body bytes, then drop the connection.
     CutAfter(u64),
+    /// Pass the head and the first `n` body bytes, then send nothing more while keeping
+    /// the connection open (a stalled download).
+    StallAfter(u64),
+    /// Pass the head and the first `n` body bytes, then reset the connection (RST).
+    ResetAfter(u64),
     /// Pass through with one body byte flipped at offset `n`.
     Corrupt(u64),
     /// Answer with this status and an empty JSON error body.
@@ -134,6 +139,8 @@ pub struct Seen {
     pub method: String,
     pub path: String,
     pub range: Option<String>,
+    /// When the request arrived.
+    pub at: std::time::Instant,
     /// Response body bytes passed to the client.
     pub body_bytes: u64,
 }
@@ -279,6 +286,7 @@ async fn handle(
             method: method.clone(),
             path: path.clone(),
             range,
+            at: std::time::Instant::now(),
             body_bytes: 0,
         });
         s.len() - 1
@@ -358,14 +366,13 @@ async fn respond(
     loop {
         if !body.is_empty() {
             match action {
-                Action::CutAfter(n) => {
+                Action::CutAfter(n) | Action::StallAfter(n) | Action::ResetAfter(n) => {
                     let allowed = n.saturating_sub(sent).min(body.len() as u64) as usize;
                     cw.write_all(&body[..allowed]).await?;
                     sent += allowed as u64;
                     seen.lock().unwrap()[idx].body_bytes = sent;
                     if sent >= n {
-                        // Close the connection mid-body.
-                        return cw.shutdown().await;
+                        return end_early(cw, &action).await;
                     }
                 }
                 Action::Corrupt(at) => {
@@ -389,6 +396,26 @@ async fn respond(
         body = tmp[..n].to_vec();
     }
     cw.shutdown().await
+}
+
+/// Ends a response mid-body as `action` says: close (FIN), stall for two minutes (the
+/// client gives up first), or reset (RST, once the halves are dropped).
+async fn end_early(
+    cw: &mut tokio::net::tcp::OwnedWriteHalf,
+    action: &Action,
+) -> std::io::Result<()> {
+    match action {
+        Action::StallAfter(_) => {
+            cw.flush().await?;
+            tokio::time::sleep(Duration::from_secs(120)).await;
+            Ok(())
+        }
+        // A zero linger makes the close an RST and never blocks (the deprecation is
+        // about non-zero lingers blocking the thread).
+        #[allow(deprecated)]
+        Action::ResetAfter(_) => cw.as_ref().set_linger(Some(Duration::ZERO)),
+        _ => cw.shutdown().await,
+    }
 }
 
 /// A content store and image store in a temp dir, with the service over them.
