@@ -34,3 +34,18 @@ impl Global {
         Root::open_with(&dir, opts).map_err(|e| e.context(format!("open {}", dir.display())))
     }
 }
+
+/// Resolves with the signal's name once SIGINT or SIGTERM arrives.
+pub async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
+}

@@ -46,20 +46,30 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let res = rt.block_on(async move {
-        match cli.cmd {
-            Cmd::Content(c) => content::run(&cli.global, c).await,
-            Cmd::Snapshot(c) => snapshot::run(&cli.global, c).await,
-            Cmd::Image(c) => image::run(&cli.global, c).await,
-            Cmd::Lease(c) => lease::run(&cli.global, c).await,
-            Cmd::Gc => lease::gc(&cli.global).await,
+    rt.block_on(async move {
+        let run = async move {
+            match cli.cmd {
+                Cmd::Content(c) => content::run(&cli.global, c).await,
+                Cmd::Snapshot(c) => snapshot::run(&cli.global, c).await,
+                Cmd::Image(c) => image::run(&cli.global, c).await,
+                Cmd::Lease(c) => lease::run(&cli.global, c).await,
+                Cmd::Gc => lease::gc(&cli.global).await,
+            }
+        };
+        tokio::select! {
+            res = run => match res {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("strata: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            signal = common::interrupted() => {
+                // The command's future is dropped: its flows clean up after themselves.
+                strata::image::service::wait_for_cleanups().await;
+                eprintln!("strata: interrupted by {signal}; cleaned up");
+                ExitCode::from(130)
+            }
         }
-    });
-    match res {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("strata: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    })
 }

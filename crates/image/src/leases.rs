@@ -56,6 +56,35 @@ impl Lease {
     pub fn is_expired(&self, now: SystemTime) -> bool {
         self.expires_at().is_some_and(|t| t <= now)
     }
+
+    /// Whether the lease was taken by a process ([`LeaseOpts::owned_by_this_process`])
+    /// that is gone: no process has its pid, or the one that has it started at another
+    /// time. A lease whose owner is gone protects nothing: GC treats it as expired.
+    pub fn owner_gone(&self) -> bool {
+        let Some(pid) = self.labels.get(OWNER_PID) else {
+            return false;
+        };
+        let start = self.labels.get(OWNER_START).map(String::as_str);
+        match pid.parse::<u32>().ok().map(process_start) {
+            Some(Some(now)) => start.is_some_and(|s| s != now),
+            _ => true,
+        }
+    }
+}
+
+/// The label naming the pid of the process that owns a lease.
+pub const OWNER_PID: &str = "strata.io/owner.pid";
+/// The label holding the owner's start time (clock ticks after boot, from
+/// `/proc/<pid>/stat`), so a reused pid is not mistaken for the owner.
+pub const OWNER_START: &str = "strata.io/owner.start";
+
+/// The start time of process `pid` (field 22 of `/proc/<pid>/stat`), `None` when there
+/// is no such process.
+fn process_start(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may contain spaces.
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(19).map(str::to_string)
 }
 
 impl Adaptor for Lease {
@@ -164,6 +193,18 @@ impl LeaseOpts {
     /// Expires the lease `d` from now (sets `containerd.io/gc.expire`).
     pub fn expires_in(mut self, d: Duration) -> Self {
         self.expires_in = Some(d);
+        self
+    }
+
+    /// Records this process as the lease's owner ([`OWNER_PID`], [`OWNER_START`]): once
+    /// it is gone — killed, crashed — GC treats the lease as expired, whatever its
+    /// expiry says. The flows take their own leases this way.
+    pub fn owned_by_this_process(mut self) -> Self {
+        let pid = std::process::id();
+        if let Some(start) = process_start(pid) {
+            self.labels.insert(OWNER_PID.into(), pid.to_string());
+            self.labels.insert(OWNER_START.into(), start);
+        }
         self
     }
 }
@@ -443,6 +484,31 @@ fn random_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn owners_that_are_gone_are_told_apart_from_living_ones() {
+        let (_d, m) = mgr();
+        let mine = m
+            .create(LeaseOpts::default().owned_by_this_process())
+            .await
+            .unwrap();
+        assert_eq!(mine.labels[OWNER_PID], std::process::id().to_string());
+        assert!(!mine.owner_gone(), "this process is alive");
+        // The same pid with another start time: the pid was reused.
+        let mut reused = mine.clone();
+        reused.labels.insert(OWNER_START.into(), "1".into());
+        assert!(reused.owner_gone());
+        // A process that has exited.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        let mut dead = mine.clone();
+        dead.labels.insert(OWNER_PID.into(), pid.to_string());
+        assert!(dead.owner_gone());
+        // No owner: only its expiry counts.
+        let plain = m.create(LeaseOpts::default()).await.unwrap();
+        assert!(!plain.owner_gone());
+    }
 
     fn mgr() -> (tempfile::TempDir, LeaseManager) {
         let d = tempfile::tempdir().unwrap();

@@ -63,7 +63,12 @@ impl Collector {
     /// Store errors.
     pub async fn world(&self) -> Result<World> {
         let mut w = World {
-            leases: self.leases.snapshot_all()?,
+            leases: self
+                .leases
+                .snapshot_all()?
+                .into_iter()
+                .map(expire_if_orphaned)
+                .collect(),
             ..Default::default()
         };
         for (ns, image) in self.images.all_images().await? {
@@ -198,4 +203,19 @@ impl Collector {
         }
         Ok(stats)
     }
+}
+
+/// A lease whose owning process is gone ([`Lease::owner_gone`](crate::leases::Lease::owner_gone))
+/// is expired: it is given an expiry in the past, so the plan deletes it and stops
+/// protecting what it held.
+fn expire_if_orphaned(
+    (ns, mut lease, resources): (String, crate::leases::Lease, Vec<crate::leases::Resource>),
+) -> (String, crate::leases::Lease, Vec<crate::leases::Resource>) {
+    if lease.owner_gone() {
+        lease.labels.insert(
+            strata_content::labels::GC_EXPIRE.into(),
+            "1970-01-01T00:00:00Z".into(),
+        );
+    }
+    (ns, lease, resources)
 }

@@ -27,7 +27,7 @@ use super::ImageService;
 use super::layer::{LayerUnpacker, OpenLayer};
 use crate::identity::{chain_id, chain_id_step};
 use crate::image::{self as img, Image};
-use crate::leases::{LeaseManager, LeaseOpts, Resource};
+use crate::leases::{LeaseManager, Resource};
 use crate::media_types as mt;
 use crate::platforms;
 
@@ -245,20 +245,15 @@ impl ImageService {
         new_ref: &str,
         opts: CommitOptions,
     ) -> Result<Committed> {
-        let lease = match &self.leases {
-            Some(m) => {
-                let l = m
-                    .create(LeaseOpts::default().expires_in(std::time::Duration::from_secs(3600)))
-                    .await?;
-                Some((m.clone(), l.id))
-            }
-            None => None,
-        };
+        let lease = self
+            .flow_lease(std::time::Duration::from_secs(3600))
+            .await?;
+        let handle = lease.as_ref().map(|l| l.handle());
         let res = self
-            .commit_leased(container_key, new_ref, &opts, lease.clone())
+            .commit_leased(container_key, new_ref, &opts, handle)
             .await;
-        if let Some((m, id)) = lease {
-            let _ = m.delete(&id).await;
+        if let Some(l) = lease {
+            l.release().await;
         }
         res.map_err(|e| e.context(format!("commit {container_key:?} as {new_ref}")))
     }

@@ -17,7 +17,9 @@
 //!
 //! With a [`LeaseManager`] ([`ImageService::with_leases`]),
 //! pull and commit take a lease of their own (fetch and unpack use the one in their
-//! options), so a crash leaves nothing that GC would not collect.
+//! options), owned by this process: a crash leaves nothing that GC would not collect
+//! once the process is gone, and a flow whose future is dropped removes its scratch
+//! snapshots and lease in a cleanup task ([`wait_for_cleanups`]).
 //!
 //! ## Fetch flow
 //! 1. Parse the reference (docker defaults, `:latest`), build a
@@ -50,6 +52,7 @@
 
 pub mod commit;
 pub mod fetch;
+mod flow_lease;
 mod layer;
 pub mod pull;
 pub mod push;
@@ -57,6 +60,7 @@ pub mod unpack;
 
 pub use commit::{CommitOptions, Committed, ConfigChanges, EMPTY_LAYER_DIFF_ID, IMAGE_LABEL};
 pub use fetch::{BlobEvent, FetchOptions, PlatformSelection, TeeFn};
+pub use flow_lease::wait_for_cleanups;
 pub use pull::{PullOptions, Pulled};
 pub use push::PushOptions;
 pub use unpack::{
@@ -171,6 +175,16 @@ impl ImageService {
     /// The lease manager, if any.
     pub fn leases(&self) -> Option<&Arc<LeaseManager>> {
         self.leases.as_ref()
+    }
+
+    /// A lease of this process for one flow, when the service has a lease manager.
+    async fn flow_lease(&self, ttl: std::time::Duration) -> Result<Option<flow_lease::FlowLease>> {
+        match &self.leases {
+            Some(m) => Ok(Some(
+                flow_lease::FlowLease::create(m, ttl, &self.snapshotters).await?,
+            )),
+            None => Ok(None),
+        }
     }
 
     /// The registered snapshotters, default first.

@@ -40,7 +40,7 @@ use super::unpack::{LayerState, UnpackEvent, UnpackProgressFn};
 use super::{FetchOptions, ImageService, TeeFn};
 use crate::identity::chain_ids;
 use crate::image::{self as img, Image};
-use crate::leases::{LeaseOpts, Resource};
+use crate::leases::Resource;
 use crate::platforms::{self, MatchComparer};
 use crate::reference::Reference;
 use crate::remote::Resolver;
@@ -111,20 +111,16 @@ impl ImageService {
     /// snapshots stay for the next attempt, and the image record is written last.
     pub async fn pull(&self, reference: &str, opts: PullOptions) -> Result<Pulled> {
         let mut opts = opts;
-        let lease = match (&self.leases, &opts.fetch.lease) {
-            (_, Some(_)) => None,
-            (Some(m), None) => {
-                let l = m
-                    .create(LeaseOpts::default().expires_in(Duration::from_secs(24 * 3600)))
-                    .await?;
-                opts.fetch.lease = Some((m.clone(), l.id.clone()));
-                Some((m.clone(), l.id))
-            }
-            (None, None) => None,
+        let lease = match opts.fetch.lease {
+            Some(_) => None,
+            None => self.flow_lease(Duration::from_secs(24 * 3600)).await?,
         };
+        if let Some(l) = &lease {
+            opts.fetch.lease = Some(l.handle());
+        }
         let res = self.pull_leased(reference, &opts).await;
-        if let Some((m, id)) = lease {
-            let _ = m.delete(&id).await;
+        if let Some(l) = lease {
+            l.release().await;
         }
         res.map_err(|e| e.context(format!("pull {reference}")))
     }

@@ -53,7 +53,7 @@ pub(super) async fn run(plan: Arc<Plan>) -> Result<Counts> {
     let limiter = Arc::new(Semaphore::new(plan.fetch.max_concurrent_downloads.max(1)));
     let (cancel_tx, cancel) = watch::channel(false);
     let cancel_tx = Arc::new(cancel_tx);
-    let mut tasks: Vec<Option<JoinHandle<Result<Staged>>>> = Vec::new();
+    let mut tasks: Vec<Option<LayerTask>> = Vec::new();
     for i in 0..plan.layers.len() {
         if plan.exists[i] && !plan.fetch_all {
             tasks.push(None);
@@ -61,13 +61,13 @@ pub(super) async fn run(plan: Arc<Plan>) -> Result<Counts> {
         }
         let (plan, router, limiter) = (plan.clone(), router.clone(), limiter.clone());
         let (cancel, cancel_tx) = (cancel.clone(), cancel_tx.clone());
-        tasks.push(Some(tokio::spawn(async move {
+        tasks.push(Some(LayerTask(tokio::spawn(async move {
             let res = layer_task(&plan, i, &router, &limiter, cancel).await;
             if res.is_err() {
                 let _ = cancel_tx.send(true); // the others stop: the pull fails anyway
             }
             res
-        })));
+        }))));
     }
     let res = commit_in_order(&plan, &mut tasks).await;
     let Err(mut err) = res else {
@@ -87,6 +87,26 @@ pub(super) async fn run(plan: Arc<Plan>) -> Result<Counts> {
         }
     }
     Err(err)
+}
+
+/// A spawned layer task, aborted when dropped: a pull whose future is dropped stops its
+/// downloads and applies (its lease's cleanup then removes their snapshots).
+struct LayerTask(JoinHandle<Result<Staged>>);
+
+impl std::future::Future for LayerTask {
+    type Output = std::result::Result<Result<Staged>, tokio::task::JoinError>;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl Drop for LayerTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 fn cancelled() -> Error {
@@ -226,10 +246,7 @@ async fn stage(
 }
 
 /// Waits for each layer's task in order and commits its snapshot onto its parent.
-async fn commit_in_order(
-    plan: &Plan,
-    tasks: &mut [Option<JoinHandle<Result<Staged>>>],
-) -> Result<Counts> {
+async fn commit_in_order(plan: &Plan, tasks: &mut [Option<LayerTask>]) -> Result<Counts> {
     let u = &plan.u;
     let mut n = Counts::default();
     for (i, task) in tasks.iter_mut().enumerate() {
