@@ -8,6 +8,7 @@
 //!
 //! ## Contents
 //! - [`error`]: [`Error`] and [`ErrorKind`], the one error type of strata.
+//! - [`damage`]: [`Damage`], what consistency checks report.
 //! - [`digest`]: digests and incremental sha256.
 //! - [`labels`]: well-known label keys (GC references, `uncompressed` …) and validation.
 //! - [`filters`]: containerd's `field==value,labels."k"~=re` filters.
@@ -17,6 +18,7 @@
 //! - [`local`]: the filesystem + SQLite store ([`local::LocalStore`]).
 //! - [`testsuite`]: the conformance suite any [`Store`] backend can run.
 
+pub mod damage;
 pub mod digest;
 pub mod error;
 pub mod filters;
@@ -27,6 +29,7 @@ pub mod store;
 pub mod testsuite;
 pub mod time_format;
 
+pub use damage::Damage;
 pub use digest::Digest;
 pub use error::{Error, ErrorKind, Result};
 pub use labels::Labels;

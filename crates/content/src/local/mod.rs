@@ -252,6 +252,40 @@ impl LocalStore {
         .await
     }
 
+    /// **Low level, for checks.** The names of ingest directories that no ingest record
+    /// owns (what [`LocalStore::remove_orphan_ingest_dirs`] would remove, minus those a
+    /// writer holds), without removing anything.
+    ///
+    /// # Errors
+    /// `Io` when `ingest/` cannot be read; `Internal` on a database failure.
+    pub async fn orphan_ingest_dirs(&self) -> Result<Vec<String>> {
+        self.blocking(|sh, _| {
+            let recorded: std::collections::HashSet<String> = db::list_ingests(&sh.conn(), None)?
+                .into_iter()
+                .map(|r| r.key)
+                .collect();
+            let rd = match std::fs::read_dir(&sh.ingest) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(e) => return Err(Error::io(format!("read {}", sh.ingest.display()), e)),
+            };
+            let mut out = Vec::new();
+            for ent in rd {
+                let ent = ent.map_err(|e| Error::io(format!("read {}", sh.ingest.display()), e))?;
+                let Some(key) = ent.file_name().to_str().map(str::to_owned) else {
+                    continue;
+                };
+                let busy = || lock::try_lock(&ent.path(), &key).is_err();
+                if !recorded.contains(&key) && !busy() {
+                    out.push(key);
+                }
+            }
+            out.sort();
+            Ok(out)
+        })
+        .await
+    }
+
     /// **Low level, for garbage collection.** Removes ingest directories that no ingest
     /// record owns: a process killed between creating an ingest's directory and recording
     /// it, or between a commit and the directory's removal, leaves one. A directory whose

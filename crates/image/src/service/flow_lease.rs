@@ -13,8 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use strata_content::Result;
-use strata_snapshot::{Snapshotter, unpack_key_chain_id};
+use strata_snapshot::Snapshotter;
 
+use crate::gc::sweep::is_scratch_key;
 use crate::leases::{LeaseManager, LeaseOpts};
 
 /// Cleanup tasks started by dropped flows, not yet awaited.
@@ -34,11 +35,6 @@ pub async fn wait_for_cleanups() {
             let _ = t.await;
         }
     }
-}
-
-/// Whether `key` names a flow's scratch snapshot (never a container or a ChainID).
-pub(crate) fn is_scratch_key(key: &str) -> bool {
-    unpack_key_chain_id(key).is_some() || key.starts_with("commit-view-")
 }
 
 /// A lease held by a running flow; see the [module docs](self).
