@@ -15,6 +15,8 @@
 //!   [`IngestManager`] and [`Store`].
 //! - [`helpers`]: `write_blob`, `read_blob`, `copy` (resume-aware) and `open_writer`.
 //! - [`local`]: the filesystem + SQLite store ([`local::LocalStore`]).
+//! - [`sqlite`]: shared plumbing, not the content interface: how every strata crate opens
+//!   its SQLite database (WAL, busy timeout, retry) and stores times and labels in it.
 //! - [`testsuite`]: the conformance suite any [`Store`] backend can run.
 
 pub mod digest;
@@ -23,6 +25,7 @@ pub mod filters;
 pub mod helpers;
 pub mod labels;
 pub mod local;
+pub mod sqlite;
 pub mod store;
 pub mod testsuite;
 pub mod time_format;
