@@ -17,7 +17,8 @@
 //! - [`local`]: the filesystem + SQLite store ([`local::LocalStore`]).
 //! - [`sqlite`]: shared plumbing, not the content interface: how every strata crate opens
 //!   its SQLite database (WAL, busy timeout, retry) and stores times and labels in it.
-//! - [`testsuite`]: the conformance suite any [`Store`] backend can run.
+//! - `testsuite` (cargo feature `testsuite`, off by default): the conformance suite any
+//!   [`Store`] backend can run.
 
 pub mod digest;
 pub mod error;
@@ -27,6 +28,7 @@ pub mod labels;
 pub mod local;
 pub mod sqlite;
 pub mod store;
+#[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
 pub mod time_format;
 

@@ -16,7 +16,8 @@
 //!   `native`).
 //! - [`copy`]: a faithful, parallel tree copy (reflink / `copy_file_range`).
 //! - [`du`]: disk usage of a tree.
-//! - [`testsuite`]: the conformance suite every backend runs, and `fstest` helpers.
+//! - `testsuite` (cargo feature `testsuite`, off by default): the conformance suite every
+//!   backend runs, and `fstest` helpers.
 
 mod base;
 pub mod copy;
@@ -27,6 +28,7 @@ mod open;
 pub mod overlay;
 pub mod snapshotter;
 pub mod storage;
+#[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
 
 pub use mount::Mount;
