@@ -259,7 +259,64 @@ pub trait IngestManager: Send + Sync {
     async fn abort(&self, reference: &str) -> Result<()>;
 }
 
-/// A complete content store.
+/// A complete content store: [`Provider`] + [`Ingester`] + [`Manager`] +
+/// [`IngestManager`]. Every backend keeps these invariants (containerd's content store
+/// semantics; the conformance suite, feature `testsuite`, checks them):
+///
+/// - **Ingest.** Bytes enter only through a [`Writer`] opened by [`Ingester::writer`] for
+///   an ingest ref. At most one writer holds a ref at a time, across processes: a second
+///   one gets `Unavailable` ([`crate::helpers::open_writer`] waits for it). An ingest
+///   survives its writer's [`Writer::close`], drop or crash; reopening the ref resumes at
+///   its offset (its [`Status::offset`] is the bytes it holds). [`IngestManager::abort`]
+///   removes it.
+/// - **Commit verifies.** [`Writer::commit`] checks the size and the digest of the bytes
+///   (when given); a mismatch is `FailedPrecondition` and the ingest stays as it was,
+///   resumable. On success the blob becomes visible with the commit's labels and the
+///   ingest is gone.
+/// - **No partial blob is ever visible.** Until a commit succeeds, its bytes are visible
+///   only as an ingest ([`IngestManager`]); after it, only as a blob ([`Provider`],
+///   [`Manager`]). Readers never see a blob whose size and digest were not verified, and a
+///   crash at any point leaves either the ingest or the whole blob.
+/// - **AlreadyExists** means the data is already there and is success for a caller that
+///   wanted it stored: a writer opened with an expected digest committed in this namespace
+///   fails at once with it, and a commit that finds its digest committed meanwhile returns
+///   it (and removes the ingest).
+/// - **Labels** belong to a blob in one namespace, are validated (size limit,
+///   [`crate::labels::validate`]), set at commit and changed with [`Manager::update`]; the
+///   `containerd.io/gc.*` labels are what garbage collection follows.
+/// - **Namespaces.** Records (info, labels, times) are per namespace; the bytes are shared.
+///   A blob committed in one namespace is `NotFound` in another until committed there too;
+///   a writer there that expects its digest starts complete (offset = total) and its
+///   commit only adds the record.
+/// - **Delete** ([`Manager::delete`]) removes this namespace's record (`NotFound` when
+///   there is none); the bytes go when no namespace records the blob any more.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> strata_content::Result<()> {
+/// use strata_content::{digest, IngestManager, Ingester, Labels, Manager, Store, WriterOpts};
+/// let dir = tempfile::tempdir().unwrap();
+/// let local = strata_content::local::LocalStore::open(dir.path())?;
+/// let store: &dyn Store = &local;
+///
+/// let mut w = store.writer(WriterOpts::new("greeting")).await?;
+/// w.write(b"hello").await?;
+/// // A wrong digest: FailedPrecondition, nothing visible, the ingest kept at offset 5.
+/// let err = w.commit(5, Some(digest::sha256(b"hellO")), Labels::new()).await.unwrap_err();
+/// assert!(err.is_failed_precondition());
+/// assert!(store.info(&digest::sha256(b"hello")).await.unwrap_err().is_not_found());
+/// assert_eq!(store.status("greeting").await?.offset, 5);
+///
+/// // Resume and commit with the right digest: the blob is visible, the ingest gone.
+/// let w = store.writer(WriterOpts::new("greeting")).await?;
+/// w.commit(5, Some(digest::sha256(b"hello")), Labels::new()).await?;
+/// assert_eq!(store.info(&digest::sha256(b"hello")).await?.size, 5);
+/// assert!(store.list_statuses(&[]).await?.is_empty());
+///
+/// // The same digest again: AlreadyExists at once.
+/// let again = WriterOpts::new("again").expected(digest::sha256(b"hello"));
+/// assert!(store.writer(again).await.err().unwrap().is_already_exists());
+/// # Ok(()) }
+/// ```
 pub trait Store: Provider + Ingester + Manager + IngestManager {}
 
 impl<T: Provider + Ingester + Manager + IngestManager + ?Sized> Store for T {}

@@ -27,7 +27,7 @@ use strata_content::{
     Descriptor, Error, Info, Labels, MediaType, Result, Store, WriterOpts, labels,
 };
 use strata_snapshot::Mount;
-use strata_snapshot::mount::with_temp_mount;
+use strata_snapshot::mount::{Layout, classify, with_temp_mount};
 
 /// Options of [`Applier::apply`].
 #[derive(Clone, Default)]
@@ -130,17 +130,22 @@ pub fn apply_to_mounts<R: Read + Send>(
             m.kind, m.source
         )));
     }
-    match mounts {
-        [] => Err(Error::invalid_argument("apply: no mounts given")),
-        [m] if m.kind == "bind" => apply_layer(reader, compression, Path::new(&m.source), &opts),
-        [m] if m.kind == "overlay" && m.option("upperdir").is_some() => {
-            let upper = m.option("upperdir").expect("checked");
+    match classify(mounts) {
+        Layout::Empty => Err(Error::invalid_argument("apply: no mounts given")),
+        Layout::Bind { source, .. } => apply_layer(reader, compression, source, &opts),
+        Layout::Overlay {
+            upperdir: Some(upper),
+            lowerdirs,
+            ..
+        } => {
             opts.overlay = Some(OverlayOptions {
-                parents: m.lowerdirs().into_iter().map(PathBuf::from).collect(),
+                parents: lowerdirs.into_iter().map(PathBuf::from).collect(),
             });
-            apply_layer(reader, compression, Path::new(upper), &opts)
+            apply_layer(reader, compression, upper, &opts)
         }
-        _ => with_temp_mount(mounts, |root| apply_layer(reader, compression, root, &opts))?,
+        Layout::Overlay { upperdir: None, .. } | Layout::Other => {
+            with_temp_mount(mounts, |root| apply_layer(reader, compression, root, &opts))?
+        }
     }
 }
 
@@ -183,35 +188,21 @@ enum Plan {
     Walk(Vec<Mount>, Vec<Mount>),
 }
 
-fn lower_dirs(lower: &[Mount]) -> Option<Vec<String>> {
-    match lower {
-        [m] if m.kind == "bind" => Some(vec![m.source.clone()]),
-        [m] if m.kind == "overlay" => {
-            let mut v: Vec<String> = m
-                .option("upperdir")
-                .map(|u| vec![u.to_string()])
-                .unwrap_or_default();
-            v.extend(m.lowerdirs().into_iter().map(String::from));
-            Some(v)
-        }
-        _ => None,
-    }
-}
-
-/// The overlay fast path where it applies (unless `double_walk`), else the double walk.
+/// The overlay fast path where it applies (unless `double_walk`): `upper` is one overlay
+/// mount whose lowerdirs are exactly the directories `lower` shows. Else the double walk.
 fn plan(lower: &[Mount], upper: &[Mount], double_walk: bool) -> Plan {
     if !double_walk
-        && let [u] = upper
-        && u.kind == "overlay"
-        && let Some(ud) = u.option("upperdir")
+        && let Layout::Overlay {
+            upperdir: Some(ud),
+            lowerdirs,
+            ..
+        } = classify(upper)
+        && classify(lower).dirs().as_ref() == Some(&lowerdirs)
     {
-        let ul: Vec<String> = u.lowerdirs().into_iter().map(String::from).collect();
-        if lower_dirs(lower).as_ref() == Some(&ul) {
-            return Plan::Overlay(
-                PathBuf::from(ud),
-                ul.into_iter().map(PathBuf::from).collect(),
-            );
-        }
+        return Plan::Overlay(
+            ud.to_path_buf(),
+            lowerdirs.into_iter().map(PathBuf::from).collect(),
+        );
     }
     Plan::Walk(lower.to_vec(), upper.to_vec())
 }
@@ -219,11 +210,11 @@ fn plan(lower: &[Mount], upper: &[Mount], double_walk: bool) -> Plan {
 /// Runs `f` with the directory of `mounts` (none: `None`; a bind: its source; else a
 /// read-only temporary mount).
 fn with_dir<R>(mounts: &[Mount], f: impl FnOnce(Option<&Path>) -> Result<R>) -> Result<R> {
-    match mounts {
-        [] => f(None),
-        [m] if m.kind == "bind" => f(Some(Path::new(&m.source))),
-        ms => {
-            let ro: Vec<Mount> = ms.iter().map(|m| m.readonly()).collect();
+    match classify(mounts) {
+        Layout::Empty => f(None),
+        Layout::Bind { source, .. } => f(Some(source)),
+        Layout::Overlay { .. } | Layout::Other => {
+            let ro: Vec<Mount> = mounts.iter().map(|m| m.readonly()).collect();
             with_temp_mount(&ro, |d| f(Some(d)))?
         }
     }

@@ -61,15 +61,15 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS images (
 );";
 
 impl ImageStore {
-    /// Opens (creating if needed) the database at `path`, in WAL mode with a 30 s busy
-    /// timeout. The handle uses namespace [`DEFAULT_NAMESPACE`].
+    /// Opens (creating if needed) the database at `path`, with [`strata_content::sqlite`]'s
+    /// policy (WAL, busy timeout, retry). The handle uses namespace [`DEFAULT_NAMESPACE`].
     ///
     /// # Errors
     /// `Io` when the parent directory cannot be created; `Internal` when the database
     /// cannot be opened or its schema created.
     pub fn open(path: impl AsRef<Path>) -> Result<ImageStore> {
         let path = path.as_ref();
-        let conn = crate::metadb::open(path)?;
+        let conn = metadb::open(path)?;
         conn.execute_batch(SCHEMA)
             .map_err(|e| Error::db(format!("set up image database {}", path.display()), e))?;
         Ok(ImageStore {
@@ -221,9 +221,7 @@ impl ImageStore {
         image.created_at = now;
         image.updated_at = now;
         self.run(format!("create image {:?}", image.name), move |conn, ns| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(|e| Error::db("begin create image", e))?;
+            let tx = metadb::begin(conn, TransactionBehavior::Immediate, "create image")?;
             if get_in(&tx, ns, &image.name)?.is_some() {
                 return Err(Error::already_exists(format!(
                     "image {:?} in namespace {ns:?}",
@@ -253,9 +251,7 @@ impl ImageStore {
         }
         let fieldpaths = fieldpaths.to_vec();
         self.run(format!("update image {:?}", image.name), move |conn, ns| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(|e| Error::db("begin update image", e))?;
+            let tx = metadb::begin(conn, TransactionBehavior::Immediate, "update image")?;
             let current =
                 get_in(&tx, ns, &image.name)?.ok_or_else(|| not_found(ns, &image.name))?;
             let mut updated = if fieldpaths.is_empty() {
@@ -285,9 +281,7 @@ impl ImageStore {
         let name = name.to_string();
         let expected = expected_target.cloned();
         self.run(format!("delete image {name:?}"), move |conn, ns| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(|e| Error::db("begin delete image", e))?;
+            let tx = metadb::begin(conn, TransactionBehavior::Immediate, "delete image")?;
             let current = get_in(&tx, ns, &name)?.ok_or_else(|| not_found(ns, &name))?;
             if let Some(want) = &expected
                 && current.target.digest() != want

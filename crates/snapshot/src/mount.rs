@@ -5,8 +5,16 @@
 //! `[Mount]` at a target with [`mount_all`] (or scoped: [`with_temp_mount`],
 //! [`MountGuard`]); the differ reads them to apply or diff without mounting.
 //!
+//! [`classify`] tells what a `[Mount]` is ([`Layout`]: a bind of a directory, an overlay of
+//! layer directories, or something to mount); code that needs the directories behind
+//! mounts asks it rather than reading `kind` and options itself.
+//!
 //! All helpers are synchronous (blocking system calls); call them from
 //! `tokio::task::spawn_blocking` in async code.
+
+mod layout;
+
+pub use layout::{Layout, classify};
 
 use serde::{Deserialize, Serialize};
 use std::ffi::CString;
@@ -97,11 +105,16 @@ impl Mount {
     /// ```
     pub fn readonly(&self) -> Mount {
         let mut m = self.clone();
-        if m.kind == "overlay" {
-            if let Some(upper) = self.option("upperdir") {
-                let lowers = self.lowerdirs();
-                let mut all = vec![upper];
-                all.extend(lowers);
+        match self.layout() {
+            Layout::Overlay {
+                upperdir: Some(upper),
+                lowerdirs,
+                ..
+            } => {
+                let all: Vec<_> = std::iter::once(upper)
+                    .chain(lowerdirs)
+                    .map(|d| d.to_string_lossy())
+                    .collect();
                 m.options.retain(|o| {
                     !o.starts_with("upperdir=")
                         && !o.starts_with("workdir=")
@@ -110,9 +123,11 @@ impl Mount {
                 });
                 m.options.push(format!("lowerdir={}", all.join(":")));
             }
-        } else {
-            m.options.retain(|o| o != "rw" && o != "ro");
-            m.options.insert(0, "ro".into());
+            Layout::Overlay { upperdir: None, .. } => {}
+            _ => {
+                m.options.retain(|o| o != "rw" && o != "ro");
+                m.options.insert(0, "ro".into());
+            }
         }
         m
     }

@@ -118,11 +118,9 @@ pub fn supported(dir: &Path) -> Result<()> {
 /// assert_eq!(upperdir(&[Mount::bind("/s/1/fs", true)]), None);
 /// ```
 pub fn upperdir(mounts: &[Mount]) -> Option<PathBuf> {
-    match mounts {
-        [m] if m.kind == "overlay" => m.option("upperdir").map(PathBuf::from),
-        [m] if m.kind == "bind" && !m.is_readonly() => Some(PathBuf::from(&m.source)),
-        _ => None,
-    }
+    crate::mount::classify(mounts)
+        .writable_dir()
+        .map(Path::to_path_buf)
 }
 
 impl OverlaySnapshotter {

@@ -25,8 +25,9 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 use strata_content::filters::Filter;
+use strata_content::sqlite::{self, from_nanos, labels_to_json, to_nanos};
 use strata_content::{Error, Labels, Result};
 
 /// The storage view of a snapshot needed to build mounts.
@@ -62,16 +63,6 @@ fn now() -> SystemTime {
     SystemTime::now()
 }
 
-fn to_nanos(t: SystemTime) -> i64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
-}
-
-fn from_nanos(n: i64) -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_nanos(n.max(0) as u64)
-}
-
 fn db(msg: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> Error {
     let msg = msg.into();
     move |e| Error::db(msg, e)
@@ -94,21 +85,14 @@ PRAGMA user_version = 1;
 ";
 
 impl MetaStore {
-    /// Opens (creating if needed) the database at `path` (WAL, busy timeout, foreign keys).
+    /// Opens (creating if needed) the database at `path` with
+    /// [`strata_content::sqlite`]'s policy (WAL, busy timeout, foreign keys).
     ///
     /// # Errors
     /// `Internal`/`Io` when the database cannot be opened or migrated.
     pub fn open(path: &Path) -> Result<Self> {
-        let what = format!("open snapshot metastore {}", path.display());
-        let conn = Connection::open(path).map_err(db(what.clone()))?;
-        conn.busy_timeout(Duration::from_secs(30))
-            .map_err(db(what.clone()))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(db(what.clone()))?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(db(what.clone()))?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(db(what.clone()))?;
+        let conn = sqlite::open(path, "snapshot metastore")?;
+        let what = format!("create the schema of snapshot metastore {}", path.display());
         let ms = MetaStore {
             conn: Mutex::new(Some(conn)),
             path: path.to_owned(),
@@ -148,22 +132,10 @@ impl MetaStore {
                 .map_err(db("set snapshot metastore synchronous mode"))?;
         }
         // BEGIN IMMEDIATE can report BUSY past busy_timeout under contention from other
-        // processes: retry rather than surfacing it.
-        let mut tries = 0;
-        let tx = loop {
-            match conn.transaction_with_behavior(behavior) {
-                Ok(tx) => break tx,
-                Err(e) => {
-                    let err = Error::db("begin snapshot metastore transaction", e);
-                    if err.is_unavailable() && tries < 10 {
-                        tries += 1;
-                        continue;
-                    }
-                    return Err(err);
-                }
-            }
+        // processes: `begin` retries rather than surfacing it.
+        let tx = Tx {
+            tx: sqlite::begin(conn, behavior, "snapshot metastore")?,
         };
-        let tx = Tx { tx };
         let out = f(&tx)?;
         if commit.is_some() {
             tx.tx
@@ -242,7 +214,7 @@ impl Tx<'_> {
                 kind: Kind::from_i64(kind).unwrap_or(Kind::Active),
                 name: r.get(1)?,
                 parent: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
-                labels: serde_json::from_str(&labels).unwrap_or_default(),
+                labels: sqlite::labels_from_json(&labels).unwrap_or_default(),
                 created: from_nanos(r.get(5)?),
                 updated: from_nanos(r.get(6)?),
             },
@@ -326,7 +298,7 @@ impl Tx<'_> {
             .execute(
                 "UPDATE snapshots SET labels = ?1, updated = ?2 WHERE id = ?3",
                 params![
-                    serde_json::to_string(&cur.labels).expect("labels serialize"),
+                    labels_to_json(&cur.labels),
                     to_nanos(cur.updated),
                     id as i64
                 ],
@@ -430,7 +402,7 @@ impl Tx<'_> {
                     key,
                     kind.to_i64(),
                     parent_id.map(|p| p as i64),
-                    serde_json::to_string(labels).expect("labels serialize"),
+                    labels_to_json(labels),
                     t
                 ],
             )
@@ -482,7 +454,7 @@ impl Tx<'_> {
                 params![
                     name,
                     Kind::Committed.to_i64(),
-                    serde_json::to_string(labels).expect("labels serialize"),
+                    labels_to_json(labels),
                     t,
                     usage.size as i64,
                     usage.inodes as i64,

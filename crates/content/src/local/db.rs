@@ -13,11 +13,12 @@
 
 use crate::digest::{self, Digest};
 use crate::labels::Labels;
+use crate::sqlite::{self, from_nanos, labels_to_json, to_nanos, with_retry};
 use crate::store::Info;
 use crate::{Error, Result};
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS blobs (
@@ -52,82 +53,25 @@ pub(crate) struct IngestRow {
     pub started_at: SystemTime,
 }
 
-/// Opens (creating if needed) the database at `path`.
+/// Opens (creating if needed) the database at `path`, with [`crate::sqlite`]'s policy.
 pub(crate) fn open(path: &Path) -> Result<Connection> {
-    let ctx = || format!("open content metadata database {}", path.display());
-    let conn = Connection::open(path).map_err(|e| Error::db(ctx(), e))?;
-    conn.busy_timeout(Duration::from_secs(60))
-        .map_err(|e| Error::db(ctx(), e))?;
-    conn.pragma_update(None, "journal_mode", "WAL")
-        .map_err(|e| Error::db(ctx(), e))?;
-    conn.pragma_update(None, "synchronous", "NORMAL")
-        .map_err(|e| Error::db(ctx(), e))?;
-    conn.pragma_update(None, "foreign_keys", "ON")
-        .map_err(|e| Error::db(ctx(), e))?;
-    with_retry(|| conn.execute_batch(SCHEMA)).map_err(|e| Error::db(ctx(), e))?;
+    let conn = sqlite::open(path, "content metadata database")?;
+    with_retry(|| conn.execute_batch(SCHEMA)).map_err(|e| {
+        Error::db(
+            format!(
+                "create the schema of content metadata database {}",
+                path.display()
+            ),
+            e,
+        )
+    })?;
     Ok(conn)
 }
 
-/// Retries `f` while SQLite reports the database busy (the busy handler already waits;
-/// this covers the cases where SQLite returns BUSY without calling it, e.g. WAL recovery).
-pub(crate) fn with_retry<T>(mut f: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
-    let mut delay = Duration::from_millis(2);
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        match f() {
-            Err(rusqlite::Error::SqliteFailure(e, m))
-                if matches!(
-                    e.code,
-                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
-                ) =>
-            {
-                if std::time::Instant::now() > deadline {
-                    return Err(rusqlite::Error::SqliteFailure(e, m));
-                }
-                std::thread::sleep(delay);
-                delay = (delay * 2).min(Duration::from_millis(100));
-            }
-            other => return other,
-        }
-    }
-}
-
-/// Runs `f` in a `BEGIN IMMEDIATE` transaction and commits it; `f`'s error rolls back.
-pub(crate) fn write_tx<T>(
-    conn: &mut Connection,
-    what: &str,
-    f: impl FnOnce(&Transaction<'_>) -> Result<T>,
-) -> Result<T> {
-    // The busy handler waits for the lock; retry on the rare immediate BUSY as well.
-    let conn: &Connection = conn;
-    let tx = with_retry(|| Transaction::new_unchecked(conn, TransactionBehavior::Immediate))
-        .map_err(|e| Error::db(format!("{what}: begin transaction"), e))?;
-    let out = f(&tx)?;
-    tx.commit()
-        .map_err(|e| Error::db(format!("{what}: commit transaction"), e))?;
-    Ok(out)
-}
-
-/// Nanoseconds since the epoch.
-pub(crate) fn to_ns(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
-}
-
-/// The inverse of [`to_ns`].
-pub(crate) fn from_ns(ns: i64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_nanos(ns.max(0) as u64)
-}
-
 fn parse_labels(s: &str, digest: &str) -> Result<Labels> {
-    serde_json::from_str(s).map_err(|e| {
+    sqlite::labels_from_json(s).map_err(|e| {
         Error::internal(format!("labels of blob {digest} in the database")).with_source(e)
     })
-}
-
-pub(crate) fn labels_json(labels: &Labels) -> String {
-    serde_json::to_string(labels).expect("labels serialize")
 }
 
 fn row_to_info(
@@ -141,8 +85,8 @@ fn row_to_info(
     Ok(Info {
         digest: digest::parse(&digest).map_err(|e| e.context("digest in the database"))?,
         size: size as u64,
-        created_at: from_ns(created),
-        updated_at: from_ns(updated),
+        created_at: from_nanos(created),
+        updated_at: from_nanos(updated),
         labels,
     })
 }
@@ -238,8 +182,8 @@ pub(crate) fn insert_blob(
                 ns,
                 digest.to_string(),
                 size as i64,
-                to_ns(now),
-                labels_json(labels)
+                to_nanos(now),
+                labels_to_json(labels)
             ],
         )
         .map_err(|e| Error::db(format!("record blob {digest} in namespace {ns}"), e))?;
@@ -257,7 +201,12 @@ pub(crate) fn set_labels(
     let n = tx
         .execute(
             "UPDATE blobs SET labels=?3, updated_ns=?4 WHERE namespace=?1 AND digest=?2",
-            params![ns, digest.to_string(), labels_json(labels), to_ns(now)],
+            params![
+                ns,
+                digest.to_string(),
+                labels_to_json(labels),
+                to_nanos(now)
+            ],
         )
         .map_err(|e| Error::db(format!("update labels of blob {digest}"), e))?;
     Ok(n == 1)
@@ -328,7 +277,7 @@ impl IngestRowRaw {
             reference: self.reference,
             key: self.key,
             total: self.total as u64,
-            started_at: from_ns(self.started_ns),
+            started_at: from_nanos(self.started_ns),
         })
     }
 }
@@ -385,7 +334,7 @@ pub(crate) fn put_ingest(tx: &Transaction<'_>, row: &IngestRow) -> Result<()> {
             row.key,
             row.expected.as_ref().map(|d| d.to_string()),
             row.total as i64,
-            to_ns(row.started_at)
+            to_nanos(row.started_at)
         ],
     )
     .map_err(|e| Error::db(format!("record ingest {}", row.reference), e))?;

@@ -46,7 +46,7 @@ use crate::labels::{self, Labels};
 use crate::store::{
     Info, IngestManager, Ingester, Manager, Provider, ReaderAt, Status, Writer, WriterOpts,
 };
-use crate::{Error, Result};
+use crate::{Error, Result, sqlite};
 use async_trait::async_trait;
 use oci_spec::image::Descriptor;
 use rusqlite::Connection;
@@ -234,8 +234,8 @@ impl LocalStore {
     pub async fn remove_blob_bytes(&self, digest: &Digest) -> Result<bool> {
         let digest = digest.clone();
         self.blocking(move |sh, _| {
-            let mut conn = sh.conn();
-            db::write_tx(&mut conn, &format!("remove bytes of {digest}"), |tx| {
+            let conn = sh.conn();
+            sqlite::write_tx(&conn, &format!("remove bytes of {digest}"), |tx| {
                 if db::blob_referenced(tx, &digest)? {
                     return Err(Error::failed_precondition(format!(
                         "blob {digest} is still referenced by a namespace"
@@ -458,9 +458,9 @@ impl Manager for LocalStore {
     async fn update(&self, info: Info, fieldpaths: &[String]) -> Result<Info> {
         let fieldpaths = fieldpaths.to_vec();
         self.blocking(move |sh, ns| {
-            let mut conn = sh.conn();
+            let conn = sh.conn();
             let what = format!("update content {}", info.digest);
-            db::write_tx(&mut conn, &what, |tx| {
+            sqlite::write_tx(&conn, &what, |tx| {
                 let mut cur = db::get_blob(tx, ns, &info.digest)?
                     .ok_or_else(|| LocalStore::not_found(&info.digest))?;
                 let new = updated_labels(&cur.labels, &info, &fieldpaths)?;
@@ -489,14 +489,14 @@ impl Manager for LocalStore {
     async fn delete(&self, digest: &Digest) -> Result<()> {
         let d = digest.clone();
         self.blocking(move |sh, ns| {
-            let mut conn = sh.conn();
+            let conn = sh.conn();
             let what = format!("delete content {d}");
             let blob = sh.blob_path(&d);
             let trash = sh
                 .blobs
                 .join(format!(".deleted-{}-{}", d.digest(), rand::random::<u64>()));
             let moved = std::cell::Cell::new(false);
-            let res = db::write_tx(&mut conn, &what, |tx| {
+            let res = sqlite::write_tx(&conn, &what, |tx| {
                 let (existed, left) = db::delete_blob(tx, ns, &d)?;
                 if !existed {
                     return Err(LocalStore::not_found(&d));

@@ -11,7 +11,7 @@ use super::{LocalStore, Shared, db, lock};
 use crate::digest::{self, Digest, Digester};
 use crate::labels::{self, Labels};
 use crate::store::{Status, Writer, WriterOpts};
-use crate::{Error, Result};
+use crate::{Error, Result, sqlite};
 use async_trait::async_trait;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, PermissionsExt};
@@ -80,8 +80,8 @@ pub(crate) fn abort(sh: &Shared, ns: &str, reference: &str) -> Result<()> {
         return Err(Error::not_found(format!("ingest ref {reference}")));
     }
     let lock = lock::try_lock(&dir, reference)?;
-    let mut conn = sh.conn();
-    db::write_tx(&mut conn, &format!("abort ingest {reference}"), |tx| {
+    let conn = sh.conn();
+    sqlite::write_tx(&conn, &format!("abort ingest {reference}"), |tx| {
         db::delete_ingest(tx, ns, reference)
     })?;
     drop(conn);
@@ -196,8 +196,8 @@ fn open_blocking(sh: &Shared, ns: &str, opts: &WriterOpts) -> Result<Opened> {
         }
     };
     {
-        let mut conn = sh.conn();
-        db::write_tx(&mut conn, &format!("record ingest {reference}"), |tx| {
+        let conn = sh.conn();
+        sqlite::write_tx(&conn, &format!("record ingest {reference}"), |tx| {
             db::put_ingest(tx, &row)
         })?;
     }
@@ -558,9 +558,9 @@ impl CommitJob {
         let data = data_path(&self.dir);
         let target = sh.blob_path(&self.digest);
         let d = &self.digest;
-        let mut conn = sh.conn();
+        let conn = sh.conn();
         let what = format!("commit ingest ref {} as {d}", self.reference);
-        let outcome = db::write_tx(&mut conn, &what, |tx| {
+        let outcome = sqlite::write_tx(&conn, &what, |tx| {
             db::delete_ingest(tx, ns, &self.reference)?;
             if db::get_blob(tx, ns, d)?.is_some() {
                 return Ok(CommitOutcome::Exists);

@@ -1,19 +1,17 @@
 //! Applying one tar entry: create the node relative to its resolved parent fd, then its
 //! metadata (lchown before chmod, xattrs, times).
 
+use super::meta::{Time, apply_xattrs, io_err, set_times_at, ts};
 use super::resolve::{clean, join};
 use super::{Applier, show};
 use crate::fsutil;
 use rustix::fd::{AsFd, OwnedFd};
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, XattrFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timestamps, XattrFlags};
 use rustix::io::Errno;
 use std::io::{self, Read, Write};
 use std::rc::Rc;
 use strata_content::{Error, Result};
 use tar::EntryType;
-
-/// A timestamp: (seconds, nanoseconds).
-pub(crate) type Time = (i64, u32);
 
 /// Metadata carried by one entry.
 struct Meta {
@@ -112,56 +110,6 @@ fn parse_pax_time(v: &[u8]) -> Option<Time> {
     } else {
         (sec, ns)
     })
-}
-
-fn ts(t: Time) -> Timespec {
-    Timespec {
-        tv_sec: t.0,
-        tv_nsec: t.1 as _,
-    }
-}
-
-/// Sets the times of `name` in `dir` without following a symlink.
-pub(crate) fn set_times_at(dir: &OwnedFd, name: &[u8], atime: Time, mtime: Time) -> io::Result<()> {
-    let t = Timestamps {
-        last_access: ts(atime),
-        last_modification: ts(mtime),
-    };
-    rustix::fs::utimensat(dir.as_fd(), name, &t, AtFlags::SYMLINK_NOFOLLOW)?;
-    Ok(())
-}
-
-pub(super) fn io_err(what: &str, path: &[u8], e: impl Into<io::Error>) -> Error {
-    Error::io(format!("{what} {}", show(path)), e.into())
-}
-
-/// Whether an xattr from an archive may be applied.
-fn xattr_allowed(name: &[u8]) -> bool {
-    !name.starts_with(b"trusted.")
-}
-
-/// Applies xattrs through `set`, skipping ENOTSUP and EPERM on `user.*` of special files.
-pub(super) fn apply_xattrs(
-    xattrs: &[(Vec<u8>, Vec<u8>)],
-    special: bool,
-    path: &[u8],
-    mut set: impl FnMut(&[u8], &[u8]) -> rustix::io::Result<()>,
-) -> Result<()> {
-    for (k, v) in xattrs {
-        if !xattr_allowed(k) {
-            tracing::warn!(path = %show(path), xattr = %show(k), "ignoring trusted xattr from archive");
-            continue;
-        }
-        match set(k, v) {
-            Ok(()) => {}
-            Err(Errno::NOTSUP) => {
-                tracing::warn!(path = %show(path), xattr = %show(k), "xattr not supported")
-            }
-            Err(Errno::PERM) if special && k.starts_with(b"user.") => {}
-            Err(e) => return Err(io_err(&format!("set xattr {} on", show(k)), path, e)),
-        }
-    }
-    Ok(())
 }
 
 impl Applier<'_> {

@@ -11,7 +11,7 @@
 //! only through the applier's beneath-root resolution.
 
 use super::Applier;
-use super::entry::{apply_xattrs, io_err};
+use super::meta::{apply_xattrs, io_err};
 use super::resolve::{clean, join};
 use crate::fsutil;
 use rustix::fd::{AsFd, OwnedFd};

@@ -8,6 +8,7 @@
 
 mod entry;
 mod lower;
+mod meta;
 pub mod resolve;
 pub mod whiteout;
 
@@ -152,7 +153,7 @@ pub(crate) struct Applier<'o> {
     /// Paths created by this layer (for opaque directories).
     unpacked: HashSet<Vec<u8>>,
     /// Directory times to set after all entries: (path, atime, mtime).
-    dir_times: Vec<(Vec<u8>, entry::Time, entry::Time)>,
+    dir_times: Vec<(Vec<u8>, meta::Time, meta::Time)>,
     /// Overlay mode: parents created with no lowerdir to copy metadata from.
     implied: Vec<Vec<u8>>,
     buf: Vec<u8>,
@@ -198,7 +199,7 @@ impl<'o> Applier<'o> {
             else {
                 continue;
             };
-            entry::set_times_at(&pfd, base, *atime, *mtime)
+            meta::set_times_at(&pfd, base, *atime, *mtime)
                 .map_err(|e| Error::io(format!("set times of {}", show(path)), e))?;
         }
         if self.opts.sync_fs {

@@ -2,7 +2,7 @@
 
 use super::Case;
 use super::fstest::{self, Op, file};
-use crate::mount::MountGuard;
+use crate::mount::{Layout, MountGuard, classify};
 use crate::{Info, Kind, Mount, Snapshotter};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -708,10 +708,8 @@ async fn layers_128(sn: &dyn Snapshotter, work: &Path) -> R {
         sn.commit(&parent, &key, gc_root()).await?;
     }
     let m = sn.view("fullview", &parent, gc_root()).await?;
-    if let [o] = m.as_slice()
-        && o.kind == "overlay"
-    {
-        ensure!(o.lowerdirs().len() == 128, "expected 128 lower dirs");
+    if let Layout::Overlay { lowerdirs, .. } = classify(&m) {
+        ensure!(lowerdirs.len() == 128, "expected 128 lower dirs");
     }
     let (g, t) = mount(&m, work, "fullview")?;
     fstest::check_directory_equal(&flat, &t).map_err(|e| fail(format!("fullview: {e}")))?;

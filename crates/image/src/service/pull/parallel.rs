@@ -323,9 +323,10 @@ async fn lowerdirs(sn: &dyn Snapshotter, chain: &str) -> Result<Vec<PathBuf>> {
     let key = unpack_key(chain);
     let mounts = sn.view(&key, chain, Labels::new()).await?;
     let _ = sn.remove(&key).await;
-    Ok(match mounts.as_slice() {
-        [m] if m.kind == "overlay" => m.lowerdirs().into_iter().map(PathBuf::from).collect(),
-        [m] if m.kind == "bind" => vec![PathBuf::from(&m.source)],
-        _ => Vec::new(),
-    })
+    let dirs = strata_snapshot::mount::classify(&mounts).dirs();
+    Ok(dirs
+        .unwrap_or_default()
+        .into_iter()
+        .map(PathBuf::from)
+        .collect())
 }
