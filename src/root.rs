@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use strata_content::local::LocalStore;
 use strata_content::{Descriptor, Error, Labels, Result};
+use strata_image::check::{CheckOptions, CheckReport};
 use strata_image::gc::{Collector, GcStats};
 use strata_image::image::Image;
 use strata_image::leases::LeaseManager;
@@ -338,6 +339,17 @@ impl Root {
     /// Store errors.
     pub async fn gc(&self) -> Result<GcStats> {
         self.collector()?.collect().await
+    }
+
+    /// Checks everything in this directory — blobs (sizes, digests), ingests, snapshots
+    /// against their directories, images, GC labels — and with `opts.repair` removes
+    /// what no record owns and records that point at missing bytes
+    /// ([`strata_image::check`]).
+    ///
+    /// # Errors
+    /// Store errors while reading.
+    pub async fn check(&self, opts: &CheckOptions) -> Result<CheckReport> {
+        strata_image::check::check(&self.collector()?, opts).await
     }
 }
 

@@ -1,5 +1,5 @@
-//! `strata lease …` and `strata gc`: leases that hold content against garbage collection,
-//! and the collector itself.
+//! `strata lease …`, `strata gc` and `strata check`: leases that hold content against
+//! garbage collection, the collector itself, and the consistency check.
 
 use crate::common::Global;
 use clap::Subcommand;
@@ -101,4 +101,46 @@ pub async fn gc(g: &Global) -> Result<(), Box<dyn std::error::Error>> {
         start.elapsed()
     );
     Ok(())
+}
+
+/// Arguments of `strata check`.
+#[derive(clap::Args, Debug)]
+pub struct CheckArgs {
+    /// Check blob sizes only, not their digests.
+    #[arg(long)]
+    quick: bool,
+    /// Remove what no record owns and records that point at missing or damaged bytes.
+    #[arg(long)]
+    repair: bool,
+}
+
+/// `strata check`: containerd's `ctr images check` plus an fsck; prints each finding and
+/// a summary; fails when damage remains.
+pub async fn check(g: &Global, a: CheckArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let root = g.open()?;
+    let opts = strata::image::check::CheckOptions {
+        quick: a.quick,
+        repair: a.repair,
+    };
+    let r = root.check(&opts).await?;
+    for d in &r.repaired {
+        println!("repaired: {d}");
+    }
+    for d in &r.damage {
+        println!("damaged:  {d}");
+    }
+    println!(
+        "check: {} blobs, {} snapshots, {} images, {} labels: {} damaged, {} repaired",
+        r.blobs,
+        r.snapshots,
+        r.images,
+        r.labels,
+        r.damage.len(),
+        r.repaired.len()
+    );
+    if r.is_clean() {
+        Ok(())
+    } else {
+        Err(format!("{} problems remain", r.damage.len()).into())
+    }
 }

@@ -38,6 +38,8 @@ enum Cmd {
     Lease(lease::Cmd),
     /// Remove every blob, ingest and snapshot that nothing references.
     Gc,
+    /// Check blobs, ingests, snapshots, images and GC labels; exit 1 on damage.
+    Check(lease::CheckArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
                 Cmd::Image(c) => image::run(&cli.global, c).await,
                 Cmd::Lease(c) => lease::run(&cli.global, c).await,
                 Cmd::Gc => lease::gc(&cli.global).await,
+                Cmd::Check(a) => lease::check(&cli.global, a).await,
             }
         };
         tokio::select! {

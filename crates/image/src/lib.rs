@@ -17,6 +17,8 @@
 //!   pipelined), [`commit`](ImageService::commit) and [`push`](ImageService::push).
 //! - [`leases`]: hold what a flow makes against garbage collection while it runs.
 //! - [`gc`]: containerd's mark and sweep over content, snapshots, images and leases.
+//! - [`check`]: a consistency check of everything (blobs, ingests, snapshots, images,
+//!   GC labels) and its repair.
 //!
 //! ## Images and their documents
 //! - [`image`]: the [`Image`](image::Image) record; manifest, config and DiffID helpers.
@@ -56,6 +58,7 @@
 #![warn(missing_docs)]
 
 pub mod build;
+pub mod check;
 pub mod gc;
 pub mod handlers;
 pub mod identity;

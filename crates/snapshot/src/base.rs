@@ -16,7 +16,7 @@ use rustix::fs::{FlockOperation, Mode, OFlags};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use strata_content::filters::Filter;
-use strata_content::{Error, Labels, Result};
+use strata_content::{Damage, Error, Labels, Result};
 
 /// Fault injection for crash tests: when `STRATA_SNAPSHOT_FAULT` names `point`, the
 /// process aborts there (as a `kill -9` would stop it). Unset in normal use.
@@ -215,6 +215,34 @@ impl Base {
             }
         }
         Ok(())
+    }
+
+    /// What [`Snapshotter::check`](crate::Snapshotter::check) reports: records whose
+    /// `snapshots/<id>` directory is missing, and directories no record owns (under the
+    /// shared lock, so a directory being built is not reported).
+    pub fn check(&self) -> Result<Vec<Damage>> {
+        let _lock = self.lock(FlockOperation::LockShared)?;
+        let records = self.walk(&[])?;
+        let mut damage = Vec::new();
+        for (id, info) in &records {
+            let dir = self.snapshots.join(id.to_string());
+            if !dir.is_dir() {
+                let problem = format!("its directory {} is missing", dir.display());
+                damage.push(Damage::new("snapshot", info.name.clone(), problem));
+            }
+        }
+        let ids: std::collections::HashSet<u64> = records.iter().map(|(id, _)| *id).collect();
+        let rd = std::fs::read_dir(&self.snapshots)
+            .map_err(|e| Error::io(format!("read {}", self.snapshots.display()), e))?;
+        for e in rd {
+            let e = e.map_err(|e| Error::io(format!("read {}", self.snapshots.display()), e))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !name.parse::<u64>().is_ok_and(|id| ids.contains(&id)) {
+                let path = e.path().display().to_string();
+                damage.push(Damage::new("directory", path, "no snapshot record owns it"));
+            }
+        }
+        Ok(damage)
     }
 
     pub fn walk(&self, filters: &[String]) -> Result<Vec<(u64, Info)>> {

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use strata_content::{Error, Labels, Result};
+use strata_content::{Damage, Error, Labels, Result};
 
 /// The native snapshotter. Cheap to clone; clones share state.
 #[derive(Debug, Clone)]
@@ -147,6 +147,11 @@ impl Snapshotter for NativeSnapshotter {
     async fn cleanup(&self) -> Result<()> {
         let b = self.base.clone();
         blocking(move || b.cleanup()).await
+    }
+
+    async fn check(&self) -> Result<Vec<Damage>> {
+        let b = self.base.clone();
+        blocking(move || b.check()).await
     }
 
     async fn close(&self) -> Result<()> {

@@ -33,7 +33,7 @@ use async_trait::async_trait;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use strata_content::{Error, Labels, Result};
+use strata_content::{Damage, Error, Labels, Result};
 
 /// The label containerd's overlay snapshotter sets to a snapshot's upper directory.
 pub const UPPERDIR_LABEL: &str = "containerd.io/snapshot/overlay.upperdir";
@@ -360,6 +360,11 @@ impl Snapshotter for OverlaySnapshotter {
     async fn cleanup(&self) -> Result<()> {
         let b = self.base.clone();
         blocking(move || b.cleanup()).await
+    }
+
+    async fn check(&self) -> Result<Vec<Damage>> {
+        let b = self.base.clone();
+        blocking(move || b.check()).await
     }
 
     async fn close(&self) -> Result<()> {

@@ -13,7 +13,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::SystemTime;
 use strata_content::filters::{Adaptor, label_field};
-use strata_content::{Error, Labels, Result};
+use strata_content::{Damage, Error, Labels, Result};
 
 /// The kind of a snapshot. JSON: `"View"`, `"Active"`, `"Committed"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -256,6 +256,18 @@ pub trait Snapshotter: Send + Sync {
     /// # Errors
     /// `Io` when a directory cannot be removed.
     async fn cleanup(&self) -> Result<()>;
+
+    /// Checks the records against the directories, changing nothing (an fsck): a record
+    /// whose directory is missing, a directory that no record owns (which [`cleanup`]
+    /// removes). Empty when all is well; the default reports nothing.
+    ///
+    /// [`cleanup`]: Snapshotter::cleanup
+    ///
+    /// # Errors
+    /// `Io` when the snapshots directory cannot be read; database errors.
+    async fn check(&self) -> Result<Vec<Damage>> {
+        Ok(Vec::new())
+    }
 
     /// Releases resources. Calling it twice is fine; other calls after it may fail.
     ///
