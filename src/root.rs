@@ -38,8 +38,9 @@ pub struct RootOptions {
     /// The namespace of content, images and leases (snapshots are shared, as in a
     /// containerd snapshotter); default `default`.
     pub namespace: String,
-    /// The snapshotter: `overlay` or `native`; `None` picks overlay where overlayfs
-    /// mounts in the state directory, else native.
+    /// The snapshotter: `overlay` or `native`; `None` picks the one the directory
+    /// already uses (overlay first), else overlay where overlayfs mounts there, else
+    /// native.
     pub snapshotter: Option<String>,
 }
 
@@ -104,9 +105,12 @@ impl Root {
         let leases = Arc::new(LeaseManager::open(path.join("metadata.db"))?.namespace(ns.clone()));
         let sn_name = match opts.snapshotter {
             Some(n) => n,
-            None => strata_snapshot::default_backend(&path.join("snapshots")).to_string(),
+            None => existing_snapshotter(&path)
+                .unwrap_or_else(|| strata_snapshot::default_backend(&path.join("snapshots")))
+                .to_string(),
         };
         let sn = strata_snapshot::open(&sn_name, &snapshotter_dir(&path, &sn_name))?;
+        ensure_reserve(&path);
         let service = ImageService::new(Arc::new(content.clone()), Arc::new(images.clone()))
             .with_snapshotter(sn_name.clone(), sn.clone())
             .with_leases(leases.clone());
@@ -299,7 +303,7 @@ impl Root {
     /// # Errors
     /// `NotFound`; `FailedPrecondition` when snapshots are based on it.
     pub async fn remove_container(&self, key: &str) -> Result<()> {
-        self.snapshotter().remove(key).await
+        self.freeing_space(self.snapshotter().remove(key)).await
     }
 
     /// Removes the image record `name` (its blobs and snapshots are left to [`Root::gc`]).
@@ -308,7 +312,8 @@ impl Root {
     /// `NotFound` naming the image.
     pub async fn remove_image(&self, name: &str) -> Result<()> {
         let image = self.image(name).await?;
-        self.images.delete(&image.name, None).await
+        self.freeing_space(self.images.delete(&image.name, None))
+            .await
     }
 
     /// A garbage collector over this directory: every namespace, every snapshotter that
@@ -338,7 +343,20 @@ impl Root {
     /// # Errors
     /// Store errors.
     pub async fn gc(&self) -> Result<GcStats> {
-        self.collector()?.collect().await
+        let collector = self.collector()?;
+        self.freeing_space(collector.collect()).await
+    }
+
+    /// Runs `f`, an operation that frees space (removals, GC), with the directory's
+    /// reserve released: on a full filesystem the databases then have room to record the
+    /// removals. The reserve (a `reserve` file of [`RESERVE_BYTES`], made when the
+    /// directory is opened with room to spare) is made again afterwards.
+    pub async fn freeing_space<T>(&self, f: impl std::future::Future<Output = T>) -> T {
+        let reserve = self.path.join(RESERVE_FILE);
+        let _ = std::fs::remove_file(&reserve);
+        let out = f.await;
+        ensure_reserve(&self.path);
+        out
     }
 
     /// Checks everything in this directory — blobs (sizes, digests), ingests, snapshots
@@ -351,6 +369,44 @@ impl Root {
     pub async fn check(&self, opts: &CheckOptions) -> Result<CheckReport> {
         strata_image::check::check(&self.collector()?, opts).await
     }
+}
+
+/// The size of a state directory's reserve file (see [`Root::freeing_space`]).
+pub const RESERVE_BYTES: u64 = 8 << 20;
+const RESERVE_FILE: &str = "reserve";
+
+/// Makes `<root>/reserve` ([`RESERVE_BYTES`] of real blocks) if it is missing and fits;
+/// on failure nothing is left behind.
+fn ensure_reserve(root: &Path) {
+    use std::io::Write;
+    let path = root.join(RESERVE_FILE);
+    if path.exists() {
+        return;
+    }
+    let tmp = root.join(".reserve.tmp");
+    let made = std::fs::File::create(&tmp).and_then(|mut f| {
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..RESERVE_BYTES / zeros.len() as u64 {
+            f.write_all(&zeros)?;
+        }
+        f.sync_all()
+    });
+    match made {
+        Ok(()) => {
+            let _ = std::fs::rename(&tmp, &path);
+        }
+        Err(_) => {
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
+}
+
+/// The snapshotter already in use under `root` (overlay first), if any: a directory
+/// keeps its snapshotter without probing mounts again (which needs disk space).
+fn existing_snapshotter(root: &Path) -> Option<&'static str> {
+    strata_snapshot::BACKENDS
+        .into_iter()
+        .find(|n| snapshotter_dir(root, n).join("metadata.db").exists())
 }
 
 /// Where snapshotter `name` keeps its state under `root`.

@@ -79,7 +79,8 @@ pub enum Cmd {
 type CliResult = Result<(), Box<dyn std::error::Error>>;
 
 pub async fn run(g: &Global, cmd: Cmd) -> CliResult {
-    let store = g.open()?.content().clone();
+    let root = g.open()?;
+    let store = root.content().clone();
     match cmd {
         Cmd::Ingest {
             reference,
@@ -138,7 +139,7 @@ pub async fn run(g: &Global, cmd: Cmd) -> CliResult {
             let mut failed = 0;
             for s in &digests {
                 let res = match digest::parse(s) {
-                    Ok(d) => store.delete(&d).await,
+                    Ok(d) => root.freeing_space(store.delete(&d)).await,
                     Err(e) => Err(e),
                 };
                 if let Err(e) = res {

@@ -163,7 +163,7 @@ async fn run_with(root: &Root, cmd: Cmd) -> Result<(), Box<dyn std::error::Error
         Cmd::Commit { name, key, labels } => sn.commit(&name, &key, parse_labels(&labels)?).await?,
         Cmd::Rm { keys } => {
             for k in keys {
-                sn.remove(&k).await?;
+                root.freeing_space(sn.remove(&k)).await?;
             }
         }
         Cmd::Ls { filters } => {

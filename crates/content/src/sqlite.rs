@@ -54,6 +54,7 @@ pub fn open(path: &Path, what: &str) -> Result<Connection> {
     }
     let ctx = || format!("open {what} {}", path.display());
     let conn = Connection::open(path).map_err(|e| Error::db(ctx(), e))?;
+    persist_wal(&conn);
     conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(|e| Error::db(ctx(), e))?;
     with_retry(|| {
@@ -63,6 +64,52 @@ pub fn open(path: &Path, what: &str) -> Result<Connection> {
     })
     .map_err(|e| Error::db(ctx(), e))?;
     Ok(conn)
+}
+
+/// Creates the tables of `schema` unless `table` exists: opening an existing database
+/// writes nothing (so it works on a full or read-only filesystem). `schema` runs in one
+/// `IMMEDIATE` transaction, retried while the database is busy.
+///
+/// # Errors
+/// SQLite's errors reading the catalogue or creating the schema.
+pub fn ensure_schema(conn: &Connection, table: &str, schema: &str) -> rusqlite::Result<()> {
+    let exists = |c: &Connection| {
+        c.query_row(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            [table],
+            |_| Ok(()),
+        )
+        .map(|()| true)
+        .or_else(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => Ok(false),
+            e => Err(e),
+        })
+    };
+    if with_retry(|| exists(conn))? {
+        return Ok(());
+    }
+    with_retry(|| conn.execute_batch(&format!("BEGIN IMMEDIATE; {schema}; COMMIT;"))).inspect_err(
+        |_| {
+            let _ = conn.execute_batch("ROLLBACK");
+        },
+    )
+}
+
+/// Keeps the `-wal` and `-shm` files when the last connection closes (SQLite's
+/// persistent WAL): opening the database again then needs no new disk space, so a full
+/// filesystem can still be read (and, with space released, cleaned up).
+fn persist_wal(conn: &Connection) {
+    let mut on: std::ffi::c_int = 1;
+    // SAFETY: a live connection handle, the "main" database, and an int argument as
+    // SQLITE_FCNTL_PERSIST_WAL expects; a failure only leaves the default behaviour.
+    unsafe {
+        rusqlite::ffi::sqlite3_file_control(
+            conn.handle(),
+            c"main".as_ptr(),
+            rusqlite::ffi::SQLITE_FCNTL_PERSIST_WAL,
+            (&mut on as *mut std::ffi::c_int).cast(),
+        );
+    }
 }
 
 /// Whether `e` is SQLite's `BUSY` or `LOCKED`.

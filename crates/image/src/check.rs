@@ -279,43 +279,79 @@ async fn check_labels(
     report: &mut CheckReport,
     found: &mut Vec<(Damage, Fix)>,
 ) -> Result<()> {
-    let records: BTreeSet<(String, String)> = c
-        .content
-        .all_blob_records()
-        .await?
-        .into_iter()
-        .map(|(ns, d)| (ns, d.to_string()))
-        .collect();
+    let blobs = labelled_blobs(c).await?;
     let mut snapshots: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
     for (name, sn) in &c.snapshotters {
         let keys = sn.walk(&[]).await?.into_iter().map(|i| i.name).collect();
         snapshots.insert(name, keys);
     }
-    let namespaces: BTreeSet<&String> = records.iter().map(|(ns, _)| ns).collect();
-    for ns in namespaces {
-        for info in c.content.namespace(ns).walk(&[]).await? {
-            for (k, v) in &info.labels {
-                let dangling = if k.starts_with(GC_REF_CONTENT) {
-                    !records.contains(&(ns.clone(), v.clone()))
-                } else if let Some(sn) = k.strip_prefix(GC_REF_SNAPSHOT) {
-                    snapshots.get(sn).is_some_and(|keys| !keys.contains(v))
-                } else {
-                    continue;
-                };
-                report.labels += 1;
-                if dangling {
-                    let id = format!("{k} on blob {} ({ns})", info.digest);
-                    let damage =
-                        Damage::new("label", id, format!("points at {v}, which is missing"));
-                    found.push((
-                        damage,
-                        Fix::Label(ns.clone(), info.digest.clone(), k.clone()),
-                    ));
-                }
+    for key in reachable_from_images(c, &blobs).await? {
+        let (ns, id) = &key;
+        let Some((digest, labels)) = blobs.get(&key) else {
+            continue;
+        };
+        for (k, v) in labels {
+            let dangling = if k.starts_with(GC_REF_CONTENT) {
+                !blobs.contains_key(&(ns.clone(), v.clone()))
+            } else if let Some(sn) = k.strip_prefix(GC_REF_SNAPSHOT) {
+                snapshots.get(sn).is_some_and(|keys| !keys.contains(v))
+            } else {
+                continue;
+            };
+            report.labels += 1;
+            if dangling {
+                let what = format!("{k} on blob {id} ({ns})");
+                let damage = Damage::new("label", what, format!("points at {v}, which is missing"));
+                found.push((damage, Fix::Label(ns.clone(), digest.clone(), k.clone())));
             }
         }
     }
     Ok(())
+}
+
+/// Every blob record, keyed by (namespace, digest string), with its digest and labels.
+type Blobs = BTreeMap<(String, String), (Digest, Labels)>;
+
+async fn labelled_blobs(c: &Collector) -> Result<Blobs> {
+    let mut blobs = Blobs::new();
+    let namespaces: BTreeSet<String> = c
+        .content
+        .all_blob_records()
+        .await?
+        .into_iter()
+        .map(|(ns, _)| ns)
+        .collect();
+    for ns in namespaces {
+        for info in c.content.namespace(&ns).walk(&[]).await? {
+            let key = (ns.clone(), info.digest.to_string());
+            blobs.insert(key, (info.digest, info.labels));
+        }
+    }
+    Ok(blobs)
+}
+
+/// The blobs image records reach through `gc.ref.content` labels. Only their labels must
+/// resolve: a blob nothing reaches (e.g. the manifest of a pull that failed half-way,
+/// labelled for children it never fetched) is garbage for GC, not damage.
+async fn reachable_from_images(c: &Collector, blobs: &Blobs) -> Result<BTreeSet<(String, String)>> {
+    let mut todo: Vec<(String, String)> = c
+        .images
+        .all_images()
+        .await?
+        .into_iter()
+        .map(|(ns, i)| (ns, i.target.digest().to_string()))
+        .collect();
+    let mut seen = BTreeSet::new();
+    while let Some(key) = todo.pop() {
+        if !seen.insert(key.clone()) {
+            continue;
+        }
+        if let Some((_, labels)) = blobs.get(&key) {
+            let children = labels.iter().filter(|(k, _)| k.starts_with(GC_REF_CONTENT));
+            todo.extend(children.map(|(_, v)| (key.0.clone(), v.clone())));
+        }
+    }
+    Ok(seen)
 }
 
 async fn repair(c: &Collector, fix: &Fix) -> Result<()> {

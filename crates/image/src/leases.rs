@@ -225,7 +225,9 @@ impl LeaseManager {
     /// `Io`/`Internal` when the database cannot be opened or migrated.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let conn = sqlite::open(path.as_ref())?;
-        conn.execute_batch(
+        strata_content::sqlite::ensure_schema(
+            &conn,
+            "lease_resources",
             "CREATE TABLE IF NOT EXISTS leases (
                 namespace TEXT NOT NULL, id TEXT NOT NULL, created_at INTEGER NOT NULL,
                 labels TEXT NOT NULL, PRIMARY KEY (namespace, id));

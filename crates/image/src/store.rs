@@ -70,7 +70,7 @@ impl ImageStore {
     pub fn open(path: impl AsRef<Path>) -> Result<ImageStore> {
         let path = path.as_ref();
         let conn = metadb::open(path)?;
-        conn.execute_batch(SCHEMA)
+        strata_content::sqlite::ensure_schema(&conn, "images", SCHEMA)
             .map_err(|e| Error::db(format!("set up image database {}", path.display()), e))?;
         Ok(ImageStore {
             conn: Arc::new(Mutex::new(conn)),

@@ -93,12 +93,11 @@ impl MetaStore {
     pub fn open(path: &Path) -> Result<Self> {
         let conn = sqlite::open(path, "snapshot metastore")?;
         let what = format!("create the schema of snapshot metastore {}", path.display());
-        let ms = MetaStore {
+        sqlite::ensure_schema(&conn, "snapshots", SCHEMA).map_err(db(what))?;
+        Ok(MetaStore {
             conn: Mutex::new(Some(conn)),
             path: path.to_owned(),
-        };
-        ms.write(|tx| tx.tx.execute_batch(SCHEMA).map_err(db(what.clone())))?;
-        Ok(ms)
+        })
     }
 
     /// The database file.

@@ -56,7 +56,7 @@ pub(crate) struct IngestRow {
 /// Opens (creating if needed) the database at `path`, with [`crate::sqlite`]'s policy.
 pub(crate) fn open(path: &Path) -> Result<Connection> {
     let conn = sqlite::open(path, "content metadata database")?;
-    with_retry(|| conn.execute_batch(SCHEMA)).map_err(|e| {
+    sqlite::ensure_schema(&conn, "ingests", SCHEMA).map_err(|e| {
         Error::db(
             format!(
                 "create the schema of content metadata database {}",

@@ -560,6 +560,7 @@ impl CommitJob {
         let d = &self.digest;
         let conn = sh.conn();
         let what = format!("commit ingest ref {} as {d}", self.reference);
+        let renamed = std::cell::Cell::new(false);
         let outcome = sqlite::write_tx(&conn, &what, |tx| {
             db::delete_ingest(tx, ns, &self.reference)?;
             if db::get_blob(tx, ns, d)?.is_some() {
@@ -576,12 +577,20 @@ impl CommitJob {
                 std::fs::rename(&data, &target).map_err(|e| {
                     Error::io(format!("{what}: rename into {}", target.display()), e)
                 })?;
+                renamed.set(true);
                 File::open(&sh.blobs)
                     .and_then(|f| f.sync_all())
                     .map_err(|e| Error::io(format!("{what}: sync {}", sh.blobs.display()), e))?;
             }
             db::insert_blob(tx, ns, d, self.size, SystemTime::now(), &self.labels)?;
             Ok(CommitOutcome::Committed)
+        })
+        .inspect_err(|_| {
+            // The transaction rolled back (e.g. the disk is full): the ingest's record is
+            // back, so its bytes go back too, and the ingest stays resumable.
+            if renamed.get() {
+                let _ = std::fs::rename(&target, &data);
+            }
         })?;
         drop(conn);
         if let Err(e) = std::fs::remove_dir_all(&self.dir) {

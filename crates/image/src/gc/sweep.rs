@@ -205,13 +205,14 @@ impl Collector {
     }
 }
 
-/// A lease whose owning process is gone ([`Lease::owner_gone`](crate::leases::Lease::owner_gone))
-/// is expired: it is given an expiry in the past, so the plan deletes it and stops
-/// protecting what it held.
+/// A lease whose owning process is gone ([`Lease::owner_gone`](crate::leases::Lease::owner_gone)),
+/// or that a flow of this process released without managing to delete it, is expired:
+/// it is given an expiry in the past, so the plan deletes it and stops protecting what
+/// it held.
 fn expire_if_orphaned(
     (ns, mut lease, resources): (String, crate::leases::Lease, Vec<crate::leases::Resource>),
 ) -> (String, crate::leases::Lease, Vec<crate::leases::Resource>) {
-    if lease.owner_gone() {
+    if lease.owner_gone() || crate::service::flow_lease::is_abandoned(&lease.id) {
         lease.labels.insert(
             strata_content::labels::GC_EXPIRE.into(),
             "1970-01-01T00:00:00Z".into(),

@@ -6,9 +6,11 @@
 //! the flow's future is dropped instead (a caller's timeout, Ctrl-C), dropping the
 //! [`FlowLease`] starts a cleanup task that removes the scratch snapshots the lease
 //! holds (`extract-…`, `commit-view-…`) and deletes the lease; [`wait_for_cleanups`]
-//! waits for those tasks. What even that cannot remove (the process is killed, the disk
-//! is full) is collected by the next GC once this process is gone.
+//! waits for those tasks. A lease that cannot be deleted (the disk is full) is marked
+//! abandoned, and this process's next GC treats it as expired; what a killed process
+//! leaves is collected by the next GC once that process is gone.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,6 +22,19 @@ use crate::leases::{LeaseManager, LeaseOpts};
 
 /// Cleanup tasks started by dropped flows, not yet awaited.
 static CLEANUPS: Mutex<Vec<tokio::task::JoinHandle<()>>> = Mutex::new(Vec::new());
+
+/// Leases this process released but could not delete (e.g. on a full disk).
+static ABANDONED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+
+/// Whether lease `id` belongs to a flow of this process that has ended but could not
+/// delete it: GC treats it as expired, so what it held is collected by the next GC
+/// (run with space to spare) rather than when the lease expires.
+pub(crate) fn is_abandoned(id: &str) -> bool {
+    ABANDONED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .contains(id)
+}
 
 /// Waits until the cleanups of every flow dropped so far in this process are done
 /// (their scratch snapshots removed and their leases deleted). A program that cancels a
@@ -122,6 +137,10 @@ async fn cleanup(
         }
     }
     if let Err(e) = manager.delete(&id).await {
-        tracing::debug!(lease = %id, "release flow lease: {e}");
+        tracing::debug!(lease = %id, "release flow lease: {e}; left to GC");
+        ABANDONED
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id);
     }
 }

@@ -52,7 +52,7 @@
 
 pub mod commit;
 pub mod fetch;
-mod flow_lease;
+pub(crate) mod flow_lease;
 mod layer;
 pub mod pull;
 pub mod push;

@@ -1,0 +1,169 @@
+//! A root on a full filesystem (a small tmpfs): a pull that runs out of space fails
+//! naming the cause; listings, `image rm`, `gc` and `check` still work there and free
+//! space; once space is back a re-pull completes, and `gc` leaves no scratch snapshot.
+//! Needs root (mounts) and docker-registry.
+
+mod e2e_common;
+mod example_bin;
+#[path = "../crates/image/tests/registry_common/mod.rs"]
+mod registry_common;
+
+use std::path::Path;
+use std::process::Command;
+
+use e2e_common::{Root, is_root};
+use registry_common::{Env, Registry, build_image};
+use strata::image::service::{PullOptions, PushOptions};
+
+/// A tmpfs of `mib` MiB at a new directory; unmounted on drop.
+struct Tmpfs(tempfile::TempDir);
+
+impl Tmpfs {
+    fn mount(mib: u64) -> Tmpfs {
+        let dir = tempfile::tempdir().unwrap();
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(st.success());
+        Tmpfs(dir)
+    }
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+    fn free(&self) -> u64 {
+        let st = rustix::fs::statvfs(self.path()).unwrap();
+        st.f_bavail * st.f_frsize
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.0.path()).status();
+    }
+}
+
+/// Fills `fs` to the last byte with a file `fill` (returns its path).
+fn fill(fs: &Tmpfs) -> std::path::PathBuf {
+    let p = fs.path().join("fill");
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", "bs=64k", &format!("of={}", p.display())])
+        .stderr(std::process::Stdio::null())
+        .status();
+    assert_eq!(fs.free(), 0, "the filesystem is full");
+    p
+}
+
+async fn push(reg: &Registry, name: &str, sizes: &[usize], seed: u64) -> String {
+    let src = Env::new();
+    build_image(&src, "local/x:1", sizes, seed).await;
+    let remote = format!("{}/full/{name}:1", reg.addr);
+    let opts = PushOptions {
+        registry: strata::remote::RegistryOptions::default().docker_config(false),
+        ..Default::default()
+    };
+    src.svc
+        .push("local/x:1", Some(&remote), opts)
+        .await
+        .unwrap();
+    remote
+}
+
+fn cli(root: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(example_bin::example_bin("strata"))
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .output()
+        .unwrap();
+    let all =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), all)
+}
+
+fn pull_opts() -> PullOptions {
+    let mut o = PullOptions::default();
+    o.fetch.registry = strata::remote::RegistryOptions::default().docker_config(false);
+    o
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_disk_reads_frees_and_recovers() {
+    if !is_root() {
+        return;
+    }
+    let Some(reg) = Registry::start(None).await else {
+        return;
+    };
+    let small = push(&reg, "small", &[2 << 20], 1).await;
+    let big = push(&reg, "big", &[6 << 20, 4 << 20, 64 << 10], 2).await;
+    let fs = Tmpfs::mount(48);
+    let dir = fs.path().join("root");
+    let root = Root::open(&dir, "overlay");
+    root.pull(&small, pull_opts()).await.unwrap();
+
+    // Room for part of the big image only: the pull fails, naming the cause.
+    let filler = fill(&fs);
+    std::fs::remove_file(&filler).unwrap();
+    let keep_free = 9 << 20;
+    let pad = fs.free() - keep_free;
+    let f = std::fs::File::create(&filler).unwrap();
+    rustix::fs::fallocate(&f, rustix::fs::FallocateFlags::empty(), 0, pad).unwrap();
+    drop(f);
+    let e = root.pull(&big, pull_opts()).await.unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("No space left on device") || msg.contains("disk is full"),
+        "{msg}"
+    );
+
+    // Completely full now: reads and the commands that free space still work.
+    std::fs::remove_file(&filler).unwrap();
+    fill(&fs);
+    for args in [
+        &["image", "ls"][..],
+        &["snapshot", "ls"],
+        &["content", "ls"],
+        &["lease", "ls"],
+    ] {
+        let (ok, out) = cli(&dir, args);
+        assert!(ok, "{args:?} on a full filesystem: {out}");
+    }
+    // The check runs too (what the failed pull left is for GC, not damage).
+    let (ok, out) = cli(&dir, &["check", "--quick"]);
+    assert!(
+        ok && out.contains("0 damaged"),
+        "check on a full filesystem: {out}"
+    );
+    let (ok, out) = cli(&dir, &["image", "ls", "-q"]);
+    assert!(ok && out.contains("full/small"), "{out}");
+    let before = fs.free();
+    let (ok, out) = cli(&dir, &["image", "rm", &small]);
+    assert!(ok, "image rm on a full filesystem: {out}");
+    let (ok, out) = cli(&dir, &["gc"]);
+    assert!(ok, "gc on a full filesystem: {out}");
+    assert!(
+        fs.free() > before + (2 << 20),
+        "gc freed the small image's bytes"
+    );
+
+    // Space is back: the big image pulls whole; GC leaves no scratch snapshot; all checks.
+    std::fs::remove_file(fs.path().join("fill")).unwrap();
+    let p = root.pull(&big, pull_opts()).await.unwrap();
+    assert_eq!(p.chain_ids.len(), 3);
+    // The failed pull could not delete its lease on the full disk: this process's GC
+    // collects what it held (another process's GC would once this one is gone).
+    root.gc().await.unwrap();
+    let keys: Vec<String> = root
+        .snapshotter()
+        .walk(&[])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.name)
+        .collect();
+    assert!(keys.iter().all(|k| !k.starts_with("extract-")), "{keys:?}");
+    let (ok, out) = cli(&dir, &["check"]);
+    assert!(ok, "check after recovery: {out}");
+}
