@@ -11,30 +11,20 @@ use std::process::Command;
 use std::time::Duration;
 
 use e2e_common::{Root, is_root};
-use registry_common::{Action, Env, Proxy, Registry, build_image};
+use registry_common::{Action, Proxy, Registry, pull_opts_plain, push_built};
 use strata::image::leases::{LeaseOpts, OWNER_PID, OWNER_START, Resource};
-use strata::image::service::{PullOptions, PushOptions, wait_for_cleanups};
+use strata::image::service::wait_for_cleanups;
 use strata::snapshot::unpack_key;
 
 /// A registry holding `strata/cancel:1` (a 3 MiB layer and a small one) behind a proxy
-/// whose every GET of the big layer stalls after 1 MiB; returns the reference through
-/// the proxy.
+/// where every download of the big layer stalls after 1 MiB; returns the reference
+/// through the proxy.
 async fn stalling_registry() -> Option<(Registry, Proxy, String)> {
     let reg = Registry::start(None).await?;
     let proxy = Proxy::start(&reg.addr).await;
-    let src = Env::new();
-    let (_, layers) = build_image(&src, "local/c:1", &[3 << 20, 64 << 10], 7).await;
-    let remote = format!("{}/strata/cancel:1", reg.addr);
-    let opts = PushOptions {
-        registry: strata::remote::RegistryOptions::default().docker_config(false),
-        ..Default::default()
-    };
-    src.svc
-        .push("local/c:1", Some(&remote), opts)
-        .await
-        .unwrap();
-    let hex = layers[0].digest().digest().to_string();
-    proxy.set_rule(move |m, p| match m == "GET" && p.contains(&hex) {
+    push_built(&reg.addr, "strata/cancel", &[3 << 20, 64 << 10], 7).await;
+    // A body stalls once 1 MiB of it was sent: only the big layer's ever gets there.
+    proxy.set_rule(|m, p| match m == "GET" && p.contains("/blobs/") {
         true => Action::StallAfter(1 << 20),
         false => Action::Forward,
     });
@@ -51,12 +41,6 @@ async fn scratch_snapshots(root: &Root) -> Vec<String> {
         .collect()
 }
 
-fn pull_opts() -> PullOptions {
-    let mut o = PullOptions::default();
-    o.fetch.registry = strata::remote::RegistryOptions::default().docker_config(false);
-    o
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_pull_removes_its_scratch_snapshots_and_lease() {
     if !is_root() {
@@ -67,7 +51,7 @@ async fn dropped_pull_removes_its_scratch_snapshots_and_lease() {
     };
     let dir = tempfile::tempdir().unwrap();
     let root = Root::open(dir.path(), "overlay");
-    let mut pull = Box::pin(root.pull(&remote, pull_opts()));
+    let mut pull = Box::pin(root.pull(&remote, pull_opts_plain()));
     // Run the pull until it has scratch snapshots, then drop it.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
@@ -97,7 +81,7 @@ async fn dropped_pull_removes_its_scratch_snapshots_and_lease() {
 
     // The registry recovers: the same root pulls the image whole.
     proxy.set_rule(|_, _| Action::Forward);
-    let p = root.pull(&remote, pull_opts()).await.unwrap();
+    let p = root.pull(&remote, pull_opts_plain()).await.unwrap();
     assert_eq!(p.chain_ids.len(), 2);
     assert!(scratch_snapshots(&root).await.is_empty());
 }

@@ -12,8 +12,7 @@ use std::path::Path;
 use std::process::Command;
 
 use e2e_common::{Root, is_root};
-use registry_common::{Env, Registry, build_image};
-use strata::image::service::{PullOptions, PushOptions};
+use registry_common::{Registry, pull_opts_plain, push_built};
 
 /// A tmpfs of `mib` MiB at a new directory; unmounted on drop.
 struct Tmpfs(tempfile::TempDir);
@@ -55,21 +54,6 @@ fn fill(fs: &Tmpfs) -> std::path::PathBuf {
     p
 }
 
-async fn push(reg: &Registry, name: &str, sizes: &[usize], seed: u64) -> String {
-    let src = Env::new();
-    build_image(&src, "local/x:1", sizes, seed).await;
-    let remote = format!("{}/full/{name}:1", reg.addr);
-    let opts = PushOptions {
-        registry: strata::remote::RegistryOptions::default().docker_config(false),
-        ..Default::default()
-    };
-    src.svc
-        .push("local/x:1", Some(&remote), opts)
-        .await
-        .unwrap();
-    remote
-}
-
 fn cli(root: &Path, args: &[&str]) -> (bool, String) {
     let out = Command::new(example_bin::example_bin("strata"))
         .arg("--root")
@@ -82,12 +66,6 @@ fn cli(root: &Path, args: &[&str]) -> (bool, String) {
     (out.status.success(), all)
 }
 
-fn pull_opts() -> PullOptions {
-    let mut o = PullOptions::default();
-    o.fetch.registry = strata::remote::RegistryOptions::default().docker_config(false);
-    o
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_disk_reads_frees_and_recovers() {
     if !is_root() {
@@ -96,12 +74,12 @@ async fn full_disk_reads_frees_and_recovers() {
     let Some(reg) = Registry::start(None).await else {
         return;
     };
-    let small = push(&reg, "small", &[2 << 20], 1).await;
-    let big = push(&reg, "big", &[6 << 20, 4 << 20, 64 << 10], 2).await;
+    let small = push_built(&reg.addr, "full/small", &[2 << 20], 1).await;
+    let big = push_built(&reg.addr, "full/big", &[6 << 20, 4 << 20, 64 << 10], 2).await;
     let fs = Tmpfs::mount(48);
     let dir = fs.path().join("root");
     let root = Root::open(&dir, "overlay");
-    root.pull(&small, pull_opts()).await.unwrap();
+    root.pull(&small, pull_opts_plain()).await.unwrap();
 
     // Room for part of the big image only: the pull fails, naming the cause.
     let filler = fill(&fs);
@@ -111,7 +89,7 @@ async fn full_disk_reads_frees_and_recovers() {
     let f = std::fs::File::create(&filler).unwrap();
     rustix::fs::fallocate(&f, rustix::fs::FallocateFlags::empty(), 0, pad).unwrap();
     drop(f);
-    let e = root.pull(&big, pull_opts()).await.unwrap_err();
+    let e = root.pull(&big, pull_opts_plain()).await.unwrap_err();
     let msg = e.to_string();
     assert!(
         msg.contains("No space left on device") || msg.contains("disk is full"),
@@ -150,7 +128,7 @@ async fn full_disk_reads_frees_and_recovers() {
 
     // Space is back: the big image pulls whole; GC leaves no scratch snapshot; all checks.
     std::fs::remove_file(fs.path().join("fill")).unwrap();
-    let p = root.pull(&big, pull_opts()).await.unwrap();
+    let p = root.pull(&big, pull_opts_plain()).await.unwrap();
     assert_eq!(p.chain_ids.len(), 3);
     // The failed pull could not delete its lease on the full disk: this process's GC
     // collects what it held (another process's GC would once this one is gone).

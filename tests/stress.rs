@@ -16,20 +16,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use e2e_common::is_root;
-use registry_common::{Env, Registry, build_image};
-use strata::image::service::PushOptions;
-
-async fn push(reg: &Registry, name: &str, sizes: &[usize], seed: u64) -> String {
-    let src = Env::new();
-    build_image(&src, "local/s:1", sizes, seed).await;
-    let remote = format!("{}/stress/{name}:1", reg.addr);
-    let opts = PushOptions {
-        registry: strata::remote::RegistryOptions::default().docker_config(false),
-        ..Default::default()
-    };
-    src.svc.push("local/s:1", Some(&remote), opts).await.unwrap();
-    remote
-}
+use registry_common::{Registry, push_built};
 
 /// Runs `strata --root ROOT ARGS` (stdin from `input`); returns `Err(stderr)` on failure.
 fn strata(root: &Path, args: &[&str], input: Option<&[u8]>) -> Result<String, String> {
@@ -58,9 +45,14 @@ fn strata(root: &Path, args: &[&str], input: Option<&[u8]>) -> Result<String, St
 
 /// Whether a failed command's error is one that concurrent work explains.
 fn explained(err: &str) -> bool {
-    ["not found", "already exists", "failed precondition", "unavailable"]
-        .iter()
-        .any(|k| err.contains(k))
+    [
+        "not found",
+        "already exists",
+        "failed precondition",
+        "unavailable",
+    ]
+    .iter()
+    .any(|k| err.contains(k))
 }
 
 /// One worker: runs its step `i` = 0, 1, 2 … until `until`; returns how many commands
@@ -94,11 +86,14 @@ async fn four_processes_loop_on_one_root() {
     let Some(reg) = Registry::start(None).await else {
         return;
     };
-    let a = push(&reg, "a", &[300 << 10, 100 << 10], 11).await;
-    let b = push(&reg, "b", &[200 << 10], 12).await;
+    let a = push_built(&reg.addr, "stress/a", &[300 << 10, 100 << 10], 11).await;
+    let b = push_built(&reg.addr, "stress/b", &[200 << 10], 12).await;
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_path_buf();
-    let secs = std::env::var("STRATA_STRESS_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(30);
+    let secs = std::env::var("STRATA_STRESS_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
     let until = Instant::now() + Duration::from_secs(secs);
     // The container worker's base: an image no other worker removes.
     strata(&root, &["image", "pull", &a], None).unwrap();
@@ -111,12 +106,19 @@ async fn four_processes_loop_on_one_root() {
         }),
         worker(root.clone(), until, move |r, i| {
             let img = if i % 2 == 0 { &rb } else { &ra };
-            vec![strata(r, &["image", "rm", img], None), strata(r, &["gc"], None)]
+            vec![
+                strata(r, &["image", "rm", img], None),
+                strata(r, &["gc"], None),
+            ]
         }),
         worker(root.clone(), until, |r, i| {
             let (ctr, new) = (format!("ctr-{i}"), format!("stress/commit:{}", i % 3));
             vec![
-                strata(r, &["snapshot", "prepare", &ctr, "--from-image", "stress-base"], None),
+                strata(
+                    r,
+                    &["snapshot", "prepare", &ctr, "--from-image", "stress-base"],
+                    None,
+                ),
                 strata(r, &["image", "commit", &ctr, &new], None),
                 strata(r, &["snapshot", "rm", &ctr], None),
             ]
@@ -139,7 +141,10 @@ async fn four_processes_loop_on_one_root() {
         rounds.push(n);
     }
     eprintln!("stress: commands that succeeded per worker {rounds:?} in {secs} s");
-    assert!(rounds.iter().all(|n| *n > 0), "every worker got work done: {rounds:?}");
+    assert!(
+        rounds.iter().all(|n| *n > 0),
+        "every worker got work done: {rounds:?}"
+    );
 
     let out = strata(&root, &["check"], None).unwrap_or_else(|e| panic!("check: {e}"));
     assert!(out.contains("0 damaged"), "{out}");

@@ -313,21 +313,11 @@ async fn check_labels(
 type Blobs = BTreeMap<(String, String), (Digest, Labels)>;
 
 async fn labelled_blobs(c: &Collector) -> Result<Blobs> {
-    let mut blobs = Blobs::new();
-    let namespaces: BTreeSet<String> = c
-        .content
-        .all_blob_records()
-        .await?
+    let all = c.content.all_blob_infos().await?;
+    Ok(all
         .into_iter()
-        .map(|(ns, _)| ns)
-        .collect();
-    for ns in namespaces {
-        for info in c.content.namespace(&ns).walk(&[]).await? {
-            let key = (ns.clone(), info.digest.to_string());
-            blobs.insert(key, (info.digest, info.labels));
-        }
-    }
-    Ok(blobs)
+        .map(|(ns, info)| ((ns, info.digest.to_string()), (info.digest, info.labels)))
+        .collect())
 }
 
 /// The blobs image records reach through `gc.ref.content` labels. Only their labels must

@@ -210,6 +210,27 @@ impl LocalStore {
             .await
     }
 
+    /// **Low level, for garbage collection and checks.** Every blob record of every
+    /// namespace with its info (size, labels …), as `(namespace, info)`.
+    ///
+    /// # Errors
+    /// `Internal` on a database failure.
+    pub async fn all_blob_infos(&self) -> Result<Vec<(String, Info)>> {
+        let namespaces: std::collections::BTreeSet<String> = self
+            .all_blob_records()
+            .await?
+            .into_iter()
+            .map(|(ns, _)| ns)
+            .collect();
+        let mut out = Vec::new();
+        for ns in namespaces {
+            for info in self.namespace(&ns).walk(&[]).await? {
+                out.push((ns.clone(), info));
+            }
+        }
+        Ok(out)
+    }
+
     /// **Low level, for garbage collection.** Every ingest of every namespace, as
     /// `(namespace, status)`.
     ///

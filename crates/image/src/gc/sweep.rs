@@ -79,21 +79,12 @@ impl Collector {
                 labels: image.labels,
             });
         }
-        let namespaces: BTreeSet<String> = self
-            .content
-            .all_blob_records()
-            .await?
-            .into_iter()
-            .map(|(ns, _)| ns)
-            .collect();
-        for ns in namespaces {
-            for info in self.content.namespace(&ns).walk(&[]).await? {
-                w.content.push(ContentRecord {
-                    ns: ns.clone(),
-                    digest: info.digest.to_string(),
-                    labels: info.labels,
-                });
-            }
+        for (ns, info) in self.content.all_blob_infos().await? {
+            w.content.push(ContentRecord {
+                ns,
+                digest: info.digest.to_string(),
+                labels: info.labels,
+            });
         }
         for (ns, st) in self.content.all_ingests().await? {
             w.ingests.push(IngestRecord {

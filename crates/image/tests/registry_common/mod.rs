@@ -536,6 +536,35 @@ pub async fn build_image(
     (manifest, layers)
 }
 
+/// Builds an image with layers of `sizes` bytes of noise (see [`build_image`]) and pushes
+/// it to `<registry>/<repo>:1`; returns that reference.
+pub async fn push_built(registry: &str, repo: &str, sizes: &[usize], seed: u64) -> String {
+    let src = Env::new();
+    build_image(&src, "local/built:1", sizes, seed).await;
+    let remote = format!("{registry}/{repo}:1");
+    let opts = strata_image::service::PushOptions {
+        registry: no_docker_config(),
+        ..Default::default()
+    };
+    src.svc
+        .push("local/built:1", Some(&remote), opts)
+        .await
+        .unwrap();
+    remote
+}
+
+/// Registry options that ignore the user's Docker config (tests run as root).
+pub fn no_docker_config() -> strata_image::remote::RegistryOptions {
+    strata_image::remote::RegistryOptions::default().docker_config(false)
+}
+
+/// Pull options over [`no_docker_config`].
+pub fn pull_opts_plain() -> strata_image::service::PullOptions {
+    let mut o = strata_image::service::PullOptions::default();
+    o.fetch.registry = no_docker_config();
+    o
+}
+
 /// Runs a command, panicking with its output on failure.
 pub fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
