@@ -11,7 +11,9 @@
 //!
 //! [`Root::open`] opens them all for one namespace and wires the image service over them
 //! with a lease manager, so every flow is protected against garbage collection while it
-//! runs. The CLI, the examples, the tests and the gRPC server open state directories
+//! runs. Opening writes nothing when the directory exists (listings work on a full or
+//! read-only disk) except an 8 MiB `reserve` file, made while there is room and released
+//! by the operations that free space ([`Root::freeing_space`]). The CLI, the examples, the tests and the gRPC server open state directories
 //! only through it.
 
 use std::path::{Path, PathBuf};
@@ -84,7 +86,8 @@ pub struct Root {
 
 impl Root {
     /// Opens (creating what is missing) the state directory `dir` with the default
-    /// options: namespace `default`, overlay where it mounts, else native.
+    /// options: namespace `default`; the snapshotter the directory already uses, else
+    /// overlay where it mounts, else native.
     ///
     /// # Errors
     /// I/O and database errors opening the stores, naming the path.
