@@ -31,6 +31,8 @@ pub(crate) struct Host {
     pub headers: HeaderMap,
     /// The client for this endpoint's TLS settings.
     pub http: reqwest::Client,
+    /// Whether a client certificate is presented.
+    pub client_cert: bool,
 }
 
 impl Host {
@@ -178,6 +180,7 @@ impl Client {
             }
             out.push(Host {
                 http: self.clients.get(&e.host, &e.tls)?,
+                client_cert: !e.tls.client.is_empty(),
                 scheme: e.scheme,
                 host: e.host,
                 path: e.path,
@@ -266,13 +269,26 @@ impl Client {
 /// An error for a request that got no response, naming the endpoint and the innermost
 /// cause (a certificate problem, a refused connection).
 pub(crate) fn transport_error(host: &Host, req: &Req, e: &reqwest::Error) -> Error {
-    let cause = describe(e);
+    // reqwest's own message repeats the URL; its causes say what happened.
+    let cause = match std::error::Error::source(e) {
+        Some(inner) => describe(inner),
+        None => describe(e),
+    };
     let what = if is_certificate_error(&cause) {
         format!("TLS with {}", host.describe())
     } else {
         host.describe()
     };
-    Error::unavailable(format!("{}: {what}: {cause}", req.what()))
+    let refused = ["closed", "reset", "CertificateRequired", "BadCertificate"]
+        .iter()
+        .any(|w| cause.contains(w));
+    let hint = if host.scheme == "https" && !host.client_cert && refused {
+        " (a server that requires a client certificate closes the connection so: see \
+         --tlscert/--tlskey or `client` in hosts.toml)"
+    } else {
+        ""
+    };
+    Error::unavailable(format!("{}: {what}: {cause}{hint}", req.what()))
 }
 
 /// The failures of one operation across the hosts it tried.

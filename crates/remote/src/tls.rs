@@ -161,10 +161,13 @@ pub(crate) fn describe(e: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
-/// Whether a transport error's chain shows a certificate problem.
-pub(crate) fn is_certificate_error(text: &str) -> bool {
-    let t = text.to_ascii_lowercase();
-    t.contains("certificate") || t.contains("handshake") || t.contains("tls")
+/// Whether a transport error's causes show a TLS problem (a certificate refused by
+/// either side, a failed handshake, a TLS alert).
+pub(crate) fn is_certificate_error(cause: &str) -> bool {
+    let t = cause.to_ascii_lowercase();
+    ["certificate", "handshake", "alert", "corrupt message"]
+        .iter()
+        .any(|w| t.contains(w))
 }
 
 #[cfg(test)]
