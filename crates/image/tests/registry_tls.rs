@@ -6,16 +6,21 @@
 //! and a real forward proxy (`tinyproxy`).
 
 mod registry_common;
+// Only this test uses them (their crates are strata-image's dev-dependencies alone).
+#[path = "registry_common/pki.rs"]
+mod pki;
+#[path = "registry_common/token_server.rs"]
+mod token_server;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use registry_common::pki::{Ca, Signer};
-use registry_common::token_server::{ISSUER, SERVICE, TokenServer};
+use pki::{Ca, Signer};
 use registry_common::*;
 use strata_content::Descriptor;
 use strata_image::remote::{CredentialSources, ProxyConfig, RegistryOptions, TlsConfig};
 use strata_image::service::{FetchOptions, PushOptions};
+use token_server::{ISSUER, SERVICE, TokenServer};
 
 fn reg_opts() -> RegistryOptions {
     let mut o = RegistryOptions::default()
@@ -383,19 +388,19 @@ impl Tinyproxy {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("start tinyproxy");
-        let addr = format!("127.0.0.1:{port}");
+        let tp = Tinyproxy {
+            addr: format!("127.0.0.1:{port}"),
+            log,
+            child,
+            _dir: dir,
+        };
         for _ in 0..100 {
-            if tokio::net::TcpStream::connect(&addr).await.is_ok() {
-                return Some(Tinyproxy {
-                    addr,
-                    log,
-                    child,
-                    _dir: dir,
-                });
+            if tokio::net::TcpStream::connect(&tp.addr).await.is_ok() {
+                return Some(tp);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("tinyproxy did not listen on {addr}");
+        panic!("tinyproxy did not listen on {}", tp.addr);
     }
 }
 

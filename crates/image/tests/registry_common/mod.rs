@@ -3,9 +3,6 @@
 //! images built from real tar+gzip layers.
 #![allow(dead_code)]
 
-pub mod pki;
-pub mod token_server;
-
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

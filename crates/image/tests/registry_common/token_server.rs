@@ -10,7 +10,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::pki::Signer;
+use crate::pki::Signer;
 
 /// One token request: who asked (`None` for anonymous) and what was granted.
 #[derive(Debug, Clone)]
