@@ -444,3 +444,25 @@ async fn forward_proxy_from_http_proxy() {
     let log = std::fs::read_to_string(&proxy.log).unwrap_or_default();
     assert_eq!(log.matches("/v2/").count(), seen, "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_pull_names_every_host_tried() {
+    let Some(reg) = Registry::start(None).await else {
+        return;
+    };
+    // A mirror nobody listens on, then the registry, which lacks the image.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mirror = dead.local_addr().unwrap().to_string();
+    drop(dead);
+    let remote = format!("{}/absent/x:1", reg.addr);
+    let e = pull(&remote, reg_opts().mirror(mirror.clone()))
+        .await
+        .unwrap_err();
+    let s = e.to_string();
+    assert!(s.contains(&format!("mirror http://{mirror}")), "{s}");
+    assert!(s.contains(&format!("registry http://{}", reg.addr)), "{s}");
+    assert!(
+        e.is_not_found(),
+        "the last host's answer decides the kind: {s}"
+    );
+}

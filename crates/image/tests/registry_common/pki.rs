@@ -1,4 +1,5 @@
 //! A test CA and the certificates it signs (rcgen), written as PEM files.
+#![allow(dead_code)]
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
