@@ -128,6 +128,10 @@ async fn tls_with_private_ca_and_basic_auth() {
         manifest.digest()
     );
 
+    // Nothing configured: a loopback host is plain HTTP, and the error says what to do.
+    let e = pull(&remote, reg_opts()).await.unwrap_err().to_string();
+    assert!(e.contains("serves HTTPS") && e.contains(&reg.addr), "{e}");
+
     // HTTPS without the CA: a certificate error that names the host.
     let no_ca = hosts_dir(
         &tmp.path().join("no-ca"),

@@ -192,6 +192,9 @@ pub(crate) struct Authorizer {
     http: reqwest::Client,
     creds: Vec<CredentialsFn>,
     store: Option<Arc<CredentialStore>>,
+    /// The HTTP client of each registry host (its TLS settings), used for its token
+    /// server too, as containerd does.
+    host_clients: Mutex<HashMap<String, reqwest::Client>>,
     challenges: Mutex<HashMap<String, Challenge>>,
     tokens: Mutex<HashMap<(String, String), CachedToken>>,
     /// Serializes token fetches so concurrent requests share one token.
@@ -208,10 +211,24 @@ impl Authorizer {
             http,
             creds,
             store,
+            host_clients: Mutex::new(HashMap::new()),
             challenges: Mutex::new(HashMap::new()),
             tokens: Mutex::new(HashMap::new()),
             fetch_lock: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Uses `http` (the client for `host`'s TLS settings) for `host`'s token server.
+    pub(crate) fn set_client(&self, host: &str, http: &reqwest::Client) {
+        self.host_clients
+            .lock()
+            .unwrap()
+            .insert(host.to_string(), http.clone());
+    }
+
+    fn client_for(&self, host: &str) -> reqwest::Client {
+        let clients = self.host_clients.lock().unwrap();
+        clients.get(host).unwrap_or(&self.http).clone()
     }
 
     /// The explicit credentials for `host`, else the configured files' and helpers'.
@@ -329,7 +346,7 @@ impl Authorizer {
             }
             form.push(("scope", scopes.join(" ")));
             let resp = self
-                .http
+                .client_for(host)
                 .post(url.clone())
                 .header(
                     reqwest::header::CONTENT_TYPE,
@@ -365,7 +382,7 @@ impl Authorizer {
                 q.append_pair("scope", s);
             }
         }
-        let mut req = self.http.get(get);
+        let mut req = self.client_for(host).get(get);
         if let Some(c) = &creds {
             req = req.header(reqwest::header::AUTHORIZATION, basic(c));
         }

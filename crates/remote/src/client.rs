@@ -178,8 +178,10 @@ impl Client {
                     }
                 }
             }
+            let http = self.clients.get(&e.host, &e.tls)?;
+            self.auth.set_client(&e.host, &http);
             out.push(Host {
-                http: self.clients.get(&e.host, &e.tls)?,
+                http,
                 client_cert: !e.tls.client.is_empty(),
                 scheme: e.scheme,
                 host: e.host,
@@ -347,6 +349,13 @@ pub(crate) async fn status_error(req: &Req, resp: Response) -> Error {
     };
     let what = if status == StatusCode::UNAUTHORIZED {
         " (unauthorized: check credentials)"
+    } else if status == StatusCode::BAD_REQUEST
+        && req.url.starts_with("http://")
+        && (snippet.contains("HTTPS") || req.method == Method::HEAD)
+    {
+        // Go's servers answer plain HTTP on a TLS port with 400 (and HEAD has no body).
+        " (if the registry serves HTTPS, configure TLS for it: --tlscacert, --skip-verify \
+         or a hosts.toml with an https server)"
     } else {
         ""
     };
