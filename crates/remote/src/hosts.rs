@@ -17,8 +17,11 @@
 //! tag uses endpoints with `pull` and `resolve`, fetching by digest those with `pull`,
 //! pushing those with `push`.
 //!
-//! Unlike containerd, a `hosts.toml` that does not parse is an error naming the file
-//! (containerd logs it and falls back to the certificate files).
+//! Differences from containerd: a `hosts.toml` that does not parse is an error naming the
+//! file (containerd logs it and falls back to the certificate files); `dial_timeout` is
+//! accepted but not applied; of several `client` certificates the first is presented
+//! (Go picks one by the server's CAs); an `http` host with TLS settings is spoken to over
+//! HTTPS without containerd's fallback to plain HTTP.
 
 use std::path::{Path, PathBuf};
 
