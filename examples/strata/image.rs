@@ -4,7 +4,7 @@
 //! `<root>/metadata.db` (shared with leases), both per `--namespace`.
 
 use crate::common::Global;
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -16,7 +16,7 @@ use strata_content::{Provider, Store};
 use strata_image::image::{self as img, Image};
 use strata_image::platforms::{self, Platform};
 use strata_image::reference::normalize;
-use strata_image::remote::RegistryOptions;
+use strata_image::remote::{RegistryOptions, TlsConfig};
 use strata_image::service::{
     CommitOptions, ConfigChanges, FetchOptions, LayerState, PlatformSelection, Progress,
     ProgressFn, ProgressState, PullOptions, PushOptions, UnpackEvent, UnpackOptions,
@@ -29,9 +29,8 @@ type Res<T = ()> = Result<T, Box<dyn std::error::Error>>;
 pub enum Cmd {
     /// Fetch an image from a registry into the content store and record it.
     Pull {
-        /// Use http:// (always the case for localhost and 127.0.0.0/8).
-        #[arg(long)]
-        plain_http: bool,
+        #[command(flatten)]
+        reg: RegistryArgs,
         /// Platform(s) to fetch, e.g. linux/arm64/v8 [default: this host's].
         #[arg(long, conflicts_with = "all_platforms")]
         platform: Vec<String>,
@@ -50,9 +49,6 @@ pub enum Cmd {
         /// Concurrent blob downloads.
         #[arg(long, default_value_t = 3)]
         max_concurrent_downloads: usize,
-        /// Registry credentials `user:password` [default: ~/.docker/config.json].
-        #[arg(long, env = "STRATA_REGISTRY_USER")]
-        user: Option<String>,
         /// Mirror to try before the registry (repeatable, in order).
         #[arg(long)]
         mirror: Vec<String>,
@@ -95,12 +91,8 @@ pub enum Cmd {
     },
     /// Push a local image to a registry.
     Push {
-        /// Use http://.
-        #[arg(long)]
-        plain_http: bool,
-        /// Registry credentials `user:password`.
-        #[arg(long, env = "STRATA_REGISTRY_USER")]
-        user: Option<String>,
+        #[command(flatten)]
+        reg: RegistryArgs,
         /// Only these platforms of a multi-platform image.
         #[arg(long)]
         platform: Vec<String>,
@@ -180,14 +172,51 @@ fn parse_platforms(ps: &[String]) -> Res<Vec<Platform>> {
         .collect::<Result<_, _>>()?)
 }
 
-fn registry_opts(plain_http: bool, user: Option<&str>, mirrors: &[String]) -> RegistryOptions {
-    let mut o = RegistryOptions::default().plain_http(plain_http);
-    if let Some(u) = user {
-        let (name, secret) = u.split_once(':').unwrap_or((u, ""));
-        o = o.credentials(name, secret);
+/// How to reach registries; the names are `ctr`'s.
+#[derive(Args, Debug)]
+pub struct RegistryArgs {
+    /// Use http:// for the registry (loopback hosts use it unless TLS is configured).
+    #[arg(long)]
+    plain_http: bool,
+    /// Registry credentials `user[:secret]` [default: credential helpers, ~/.docker/config.json].
+    #[arg(long, short = 'u', env = "STRATA_REGISTRY_USER")]
+    user: Option<String>,
+    /// containerd's hosts directory: DIR/<host[:port]>/hosts.toml or DIR/_default/.
+    #[arg(long, value_name = "DIR")]
+    hosts_dir: Option<PathBuf>,
+    /// A CA certificate (PEM) to trust besides the system roots.
+    #[arg(long, value_name = "FILE")]
+    tlscacert: Option<PathBuf>,
+    /// A client certificate (PEM) to present.
+    #[arg(long, value_name = "FILE", requires = "tlskey")]
+    tlscert: Option<PathBuf>,
+    /// The client certificate's key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tlscert")]
+    tlskey: Option<PathBuf>,
+    /// Do not verify the registry's certificate.
+    #[arg(long, short = 'k')]
+    skip_verify: bool,
+}
+
+impl RegistryArgs {
+    fn options(&self, mirrors: &[String]) -> RegistryOptions {
+        let mut o = RegistryOptions::default().plain_http(self.plain_http);
+        if let Some(u) = &self.user {
+            let (name, secret) = u.split_once(':').unwrap_or((u, ""));
+            o = o.credentials(name, secret);
+        }
+        o.mirrors = mirrors.to_vec();
+        o.hosts_dir = self.hosts_dir.clone();
+        o.tls = TlsConfig {
+            ca: self.tlscacert.iter().cloned().collect(),
+            client: match (&self.tlscert, &self.tlskey) {
+                (Some(c), Some(k)) => vec![(c.clone(), Some(k.clone()))],
+                _ => Vec::new(),
+            },
+            skip_verify: self.skip_verify,
+        };
+        o
     }
-    o.mirrors = mirrors.to_vec();
-    o
 }
 
 /// Progress display: bars on a terminal, one line per finished blob otherwise.
@@ -262,14 +291,13 @@ pub async fn run(g: &Global, cmd: Cmd) -> Res {
     let root = g.open()?;
     match cmd {
         Cmd::Pull {
-            plain_http,
+            reg,
             platform,
             all_platforms,
             no_unpack,
             fetch_all,
             discard_layers,
             max_concurrent_downloads,
-            user,
             mirror,
             reference,
         } => {
@@ -281,7 +309,7 @@ pub async fn run(g: &Global, cmd: Cmd) -> Res {
                 PlatformSelection::Only(parse_platforms(&platform)?)
             };
             let opts = FetchOptions {
-                registry: registry_opts(plain_http, user.as_deref(), &mirror),
+                registry: reg.options(&mirror),
                 platforms,
                 max_concurrent_downloads,
                 progress: Some(progress("fetched")),
@@ -399,15 +427,14 @@ pub async fn run(g: &Global, cmd: Cmd) -> Res {
             );
         }
         Cmd::Push {
-            plain_http,
-            user,
+            reg,
             platform,
             reference,
             remote,
         } => {
             let image = root.image(&reference).await?;
             let opts = PushOptions {
-                registry: registry_opts(plain_http, user.as_deref(), &[]),
+                registry: reg.options(&[]),
                 platforms: if platform.is_empty() {
                     None
                 } else {

@@ -17,6 +17,8 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 use strata_content::{Error, Result};
 
+use crate::credentials::CredentialStore;
+
 /// A username and secret for a registry. An empty username with a secret means the
 /// secret is an identity (refresh) token.
 #[derive(Clone, PartialEq, Eq)]
@@ -189,6 +191,10 @@ struct CachedToken {
 pub(crate) struct Authorizer {
     http: reqwest::Client,
     creds: Vec<CredentialsFn>,
+    store: Option<Arc<CredentialStore>>,
+    /// The HTTP client of each registry host (its TLS settings), used for its token
+    /// server too, as containerd does.
+    host_clients: Mutex<HashMap<String, reqwest::Client>>,
     challenges: Mutex<HashMap<String, Challenge>>,
     tokens: Mutex<HashMap<(String, String), CachedToken>>,
     /// Serializes token fetches so concurrent requests share one token.
@@ -196,18 +202,44 @@ pub(crate) struct Authorizer {
 }
 
 impl Authorizer {
-    pub(crate) fn new(http: reqwest::Client, creds: Vec<CredentialsFn>) -> Self {
+    pub(crate) fn new(
+        http: reqwest::Client,
+        creds: Vec<CredentialsFn>,
+        store: Option<Arc<CredentialStore>>,
+    ) -> Self {
         Authorizer {
             http,
             creds,
+            store,
+            host_clients: Mutex::new(HashMap::new()),
             challenges: Mutex::new(HashMap::new()),
             tokens: Mutex::new(HashMap::new()),
             fetch_lock: tokio::sync::Mutex::new(()),
         }
     }
 
-    fn credentials(&self, host: &str) -> Option<Credentials> {
-        self.creds.iter().find_map(|f| f(host))
+    /// Uses `http` (the client for `host`'s TLS settings) for `host`'s token server.
+    pub(crate) fn set_client(&self, host: &str, http: &reqwest::Client) {
+        self.host_clients
+            .lock()
+            .unwrap()
+            .insert(host.to_string(), http.clone());
+    }
+
+    fn client_for(&self, host: &str) -> reqwest::Client {
+        let clients = self.host_clients.lock().unwrap();
+        clients.get(host).unwrap_or(&self.http).clone()
+    }
+
+    /// The explicit credentials for `host`, else the configured files' and helpers'.
+    fn credentials(&self, host: &str) -> Result<Option<Credentials>> {
+        if let Some(c) = self.creds.iter().find_map(|f| f(host)) {
+            return Ok(Some(c));
+        }
+        match &self.store {
+            Some(s) => s.get(host),
+            None => Ok(None),
+        }
     }
 
     /// Records the challenge of a 401 from `host`. Returns whether retrying with
@@ -223,7 +255,8 @@ impl Authorizer {
         let Some(ch) = chosen else {
             return false;
         };
-        if ch.scheme == "basic" && self.credentials(host).is_none() {
+        // A failing credential helper is reported by `authorize`.
+        if ch.scheme == "basic" && self.credentials(host).is_ok_and(|c| c.is_none()) {
             return false;
         }
         // Forget a token that was just refused.
@@ -245,7 +278,7 @@ impl Authorizer {
         let ch = self.challenges.lock().unwrap().get(host).cloned();
         let Some(ch) = ch else { return Ok(None) };
         match ch.scheme.as_str() {
-            "basic" => Ok(self.credentials(host).map(|c| basic(&c))),
+            "basic" => Ok(self.credentials(host)?.map(|c| basic(&c))),
             "bearer" => {
                 let mut all: Vec<String> = scopes.to_vec();
                 if let Some(s) = ch.params.get("scope") {
@@ -297,7 +330,7 @@ impl Authorizer {
             Error::invalid_argument(format!("bearer realm {realm:?} of {host}")).with_source(e)
         })?;
         let service = ch.params.get("service").cloned();
-        let creds = self.credentials(host).filter(|c| !c.secret.is_empty());
+        let creds = self.credentials(host)?.filter(|c| !c.secret.is_empty());
         if let Some(c) = &creds {
             let mut form: Vec<(&str, String)> = vec![("client_id", "strata".into())];
             if c.username.is_empty() {
@@ -313,7 +346,7 @@ impl Authorizer {
             }
             form.push(("scope", scopes.join(" ")));
             let resp = self
-                .http
+                .client_for(host)
                 .post(url.clone())
                 .header(
                     reqwest::header::CONTENT_TYPE,
@@ -349,7 +382,7 @@ impl Authorizer {
                 q.append_pair("scope", s);
             }
         }
-        let mut req = self.http.get(get);
+        let mut req = self.client_for(host).get(get);
         if let Some(c) = &creds {
             req = req.header(reqwest::header::AUTHORIZATION, basic(c));
         }
@@ -466,7 +499,7 @@ mod tests {
 
     #[test]
     fn challenge_recording() {
-        let a = Authorizer::new(reqwest::Client::new(), vec![]);
+        let a = Authorizer::new(reqwest::Client::new(), vec![], None);
         // Basic without credentials cannot help.
         assert!(!a.add_challenge("h", Some("Basic realm=\"r\""), "s"));
         assert!(!a.add_challenge("h", None, "s"));

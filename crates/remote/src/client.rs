@@ -4,35 +4,45 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, Response, StatusCode};
 use strata_content::{Error, ErrorKind, Result};
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::RegistryOptions;
-use super::auth::{Authorizer, CredentialsFn};
-use super::docker_config::DockerConfig;
-use super::retry;
+use crate::RegistryOptions;
+use crate::auth::{Authorizer, CredentialsFn};
+use crate::credentials::CredentialStore;
+use crate::hosts::{self, Capabilities};
+use crate::proxy::ProxyConfig;
+use crate::retry;
+use crate::tls::{Base, ClientCache, describe, is_certificate_error};
 
-/// One endpoint serving the `/v2/` API for a registry.
+/// One endpoint serving the `/v2/` API for a registry, with the HTTP client for its
+/// TLS settings.
 #[derive(Debug, Clone)]
 pub(crate) struct Host {
     /// `http` or `https`.
     pub scheme: String,
     /// `host[:port]`, the key for credentials and tokens.
     pub host: String,
-    /// The path before `/v2` (empty or `/prefix`).
-    pub prefix: String,
+    /// The API root (`/v2`, `/prefix/v2`, or an overriding path).
+    pub path: String,
     /// For a mirror: the upstream registry's domain, sent as `?ns=`.
     pub ns: Option<String>,
+    /// Headers from `hosts.toml`, sent with every request.
+    pub headers: HeaderMap,
+    /// The client for this endpoint's TLS settings.
+    pub http: reqwest::Client,
+    /// Whether a client certificate is presented.
+    pub client_cert: bool,
 }
 
 impl Host {
-    /// The URL of `/v2/<repo>/<suffix>`.
+    /// The URL of `<path>/<repo>/<suffix>`.
     pub fn url(&self, repo: &str, suffix: &str) -> String {
         let mut u = format!(
-            "{}://{}{}/v2/{}/{}",
-            self.scheme, self.host, self.prefix, repo, suffix
+            "{}://{}{}/{}/{}",
+            self.scheme, self.host, self.path, repo, suffix
         );
         if let Some(ns) = &self.ns {
             u.push(if u.contains('?') { '&' } else { '?' });
@@ -50,24 +60,29 @@ impl Host {
             format!("{}://{}{}", self.scheme, self.host, loc)
         }
     }
+
+    /// A request builder for `req` on this endpoint's client, with its headers.
+    pub fn request(&self, req: &Req) -> reqwest::RequestBuilder {
+        self.http
+            .request(req.method.clone(), &req.url)
+            .headers(self.headers.clone())
+            .headers(req.headers.clone())
+    }
+
+    /// `mirror HOST` or `registry HOST`, for errors.
+    pub fn describe(&self) -> String {
+        let role = if self.ns.is_some() {
+            "mirror"
+        } else {
+            "registry"
+        };
+        format!("{role} {}://{}", self.scheme, self.host)
+    }
 }
 
-fn is_loopback(host: &str) -> bool {
-    let name = if let Some(rest) = host.strip_prefix('[') {
-        rest.split(']').next().unwrap_or(rest)
-    } else {
-        host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
-    };
-    name == "localhost"
-        || name == "::1"
-        || name
-            .parse::<std::net::Ipv4Addr>()
-            .is_ok_and(|a| a.is_loopback())
-}
-
-/// The HTTP client, options and authorizer of one resolver.
+/// The HTTP clients, options and authorizer of one resolver.
 pub(crate) struct Client {
-    pub http: reqwest::Client,
+    clients: ClientCache,
     pub auth: Authorizer,
     pub opts: RegistryOptions,
 }
@@ -108,81 +123,81 @@ impl Req {
 }
 
 impl Client {
-    /// Builds the HTTP client (rustls, system roots).
+    /// Builds the client cache (rustls, system roots plus the configured CAs) and the
+    /// authorizer.
     ///
     /// # Errors
     /// `Internal` when the TLS backend cannot be initialized; `InvalidArgument` for a
-    /// malformed Docker config.
+    /// malformed credentials file, proxy URL or certificate given in the options.
     pub fn new(opts: RegistryOptions) -> Result<Arc<Self>> {
-        let http = reqwest::Client::builder()
-            .user_agent(opts.user_agent.clone())
-            .connect_timeout(std::time::Duration::from_secs(30))
-            .build()
-            .map_err(|e| Error::internal("build HTTP client").with_source(e))?;
+        let proxy = opts.proxy.clone().unwrap_or_else(ProxyConfig::from_env);
+        let clients = ClientCache::new(Base {
+            user_agent: opts.user_agent.clone(),
+            proxy,
+        });
+        let http = clients.get("the token server", &opts.tls)?;
         let mut creds: Vec<CredentialsFn> = Vec::new();
         if let Some(c) = &opts.credentials {
             creds.push(c.clone());
         }
-        if opts.docker_config {
-            let cfg = DockerConfig::load_default()?;
-            creds.push(Arc::new(move |h: &str| cfg.get(h)));
-        }
+        let store = if opts.docker_config {
+            Some(Arc::new(CredentialStore::load(&opts.credential_sources)?))
+        } else {
+            None
+        };
         Ok(Arc::new(Client {
-            auth: Authorizer::new(http.clone(), creds),
-            http,
+            auth: Authorizer::new(http, creds, store),
+            clients,
             opts,
         }))
     }
 
-    fn scheme_for(&self, host: &str) -> &'static str {
-        if self.opts.plain_http || is_loopback(host) {
-            "http"
-        } else {
-            "https"
-        }
-    }
-
-    /// The hosts for `domain`: mirrors first (when `pull`), then the registry itself.
-    pub fn hosts(&self, domain: &str, pull: bool) -> Vec<Host> {
+    /// The endpoints of `domain` that have the capabilities `need`, in order (see
+    /// [`hosts::endpoints`]).
+    ///
+    /// # Errors
+    /// As [`hosts::endpoints`]; TLS files that cannot be loaded; `NotFound` when no
+    /// endpoint has `need`.
+    pub fn hosts(&self, domain: &str, need: Capabilities) -> Result<Vec<Host>> {
         let mut out = Vec::new();
-        if pull {
-            for m in &self.opts.mirrors {
-                let (scheme, rest) = if let Some(r) = m.strip_prefix("https://") {
-                    ("https", r)
-                } else if let Some(r) = m.strip_prefix("http://") {
-                    ("http", r)
-                } else {
-                    (
-                        self.scheme_for(m.split('/').next().unwrap_or(m)),
-                        m.as_str(),
-                    )
-                };
-                let rest = rest.trim_end_matches('/');
-                let (host, prefix) = match rest.split_once('/') {
-                    Some((h, p)) => (h, format!("/{}", p.trim_end_matches("/v2"))),
-                    None => (rest, String::new()),
-                };
-                let prefix = if prefix == "/" { String::new() } else { prefix };
-                out.push(Host {
-                    scheme: scheme.to_string(),
-                    host: host.to_string(),
-                    prefix,
-                    ns: Some(domain.to_string()),
-                });
+        for e in hosts::endpoints(domain, &self.opts)? {
+            if !e.capabilities.has(need) {
+                continue;
             }
+            let mut headers = HeaderMap::new();
+            for (k, v) in &e.headers {
+                let name = HeaderName::from_bytes(k.as_bytes());
+                let value = HeaderValue::from_str(v);
+                match (name, value) {
+                    (Ok(n), Ok(v)) => {
+                        headers.append(n, v);
+                    }
+                    _ => {
+                        return Err(Error::invalid_argument(format!(
+                            "{}: header {k:?}: {v:?} is not a valid HTTP header",
+                            e.host
+                        )));
+                    }
+                }
+            }
+            let http = self.clients.get(&e.host, &e.tls)?;
+            self.auth.set_client(&e.host, &http);
+            out.push(Host {
+                http,
+                client_cert: !e.tls.client.is_empty(),
+                scheme: e.scheme,
+                host: e.host,
+                path: e.path,
+                ns: e.ns,
+                headers,
+            });
         }
-        let host = if domain == "docker.io" {
-            "registry-1.docker.io"
-        } else {
-            domain
-        };
-        out.push(Host {
-            scheme: self.scheme_for(host).to_string(),
-            host: host.to_string(),
-            prefix: String::new(),
-            ns: None,
-        });
-        out
+        if out.is_empty() {
+            return Err(Error::not_found(format!(
+                "{domain}: no registry host with capabilities {need:?}"
+            )));
+        }
+        Ok(out)
     }
 
     /// Sends `req` to `host` with authorization, retrying transient failures with
@@ -233,7 +248,7 @@ impl Client {
                     tracing::debug!("{}: {why}; retrying", req.what());
                     after.unwrap_or_else(|| retry::backoff(self.opts.retry_delay, attempt))
                 }
-                Attempt::Retry(why, _) => return Err(why.context(host_context(host))),
+                Attempt::Retry(why, _) => return Err(why),
             };
             drop(permit);
             attempt += 1;
@@ -250,10 +265,7 @@ impl Client {
         req: &Req,
         may_reauthorize: bool,
     ) -> Result<Attempt> {
-        let mut b = self
-            .http
-            .request(req.method.clone(), &req.url)
-            .headers(req.headers.clone());
+        let mut b = host.request(req);
         if let Some(a) = self.auth.authorize(&host.host, scopes).await? {
             b = b.header(reqwest::header::AUTHORIZATION, a);
         }
@@ -266,10 +278,7 @@ impl Client {
                 let e = Error::unavailable(format!("{}: no response within {idle:?}", req.what()));
                 return Ok(Attempt::Retry(e, None));
             }
-            Ok(Err(e)) => {
-                let e = Error::unavailable(req.what()).with_source(e);
-                return Ok(Attempt::Retry(e, None));
-            }
+            Ok(Err(e)) => return Ok(Attempt::Retry(transport_error(host, req, &e), None)),
             Ok(Ok(resp)) => resp,
         };
         let status = resp.status();
@@ -308,11 +317,65 @@ enum Attempt {
     Retry(Error, Option<std::time::Duration>),
 }
 
-/// Names the endpoint in an error: `registry 127.0.0.1:5000` or `mirror m:5000 of docker.io`.
-pub(crate) fn host_context(host: &Host) -> String {
-    match &host.ns {
-        Some(ns) => format!("mirror {} of {ns}", host.host),
-        None => format!("registry {}", host.host),
+/// An error for a request that got no response, naming the endpoint and the innermost
+/// cause (a certificate problem, a refused connection).
+pub(crate) fn transport_error(host: &Host, req: &Req, e: &reqwest::Error) -> Error {
+    // reqwest's own message repeats the URL; its causes say what happened.
+    let cause = match std::error::Error::source(e) {
+        Some(inner) => describe(inner),
+        None => describe(e),
+    };
+    let what = if is_certificate_error(&cause) {
+        format!("TLS with {}", host.describe())
+    } else {
+        host.describe()
+    };
+    let refused = ["closed", "reset", "CertificateRequired", "BadCertificate"]
+        .iter()
+        .any(|w| cause.contains(w));
+    let hint = if host.scheme == "https" && !host.client_cert && refused {
+        " (a server that requires a client certificate closes the connection so: see \
+         --tlscert/--tlskey or `client` in hosts.toml)"
+    } else {
+        ""
+    };
+    Error::unavailable(format!("{}: {what}: {cause}{hint}", req.what()))
+}
+
+/// The failures of one operation across the hosts it tried.
+pub(crate) struct Tried {
+    what: String,
+    failures: Vec<String>,
+    last: Option<Error>,
+}
+
+impl Tried {
+    pub fn new(what: impl Into<String>) -> Self {
+        Tried {
+            what: what.into(),
+            failures: Vec::new(),
+            last: None,
+        }
+    }
+
+    /// Records that `host` failed with `e`.
+    pub fn push(&mut self, host: &Host, e: Error) {
+        tracing::debug!("{} on {}: {e}", self.what, host.host);
+        self.failures.push(format!("{}: {e}", host.describe()));
+        self.last = Some(e);
+    }
+
+    /// The error after every host failed: the last failure's kind, naming each host
+    /// tried (mirrors and the registry) and its error.
+    pub fn finish(self) -> Error {
+        match self.last {
+            None => Error::not_found(format!("{}: no registry host", self.what)),
+            Some(e) if self.failures.len() == 1 => e.context(self.what),
+            Some(e) => Error::new(
+                e.kind(),
+                format!("{}: tried {}", self.what, self.failures.join("; ")),
+            ),
+        }
     }
 }
 
@@ -335,6 +398,13 @@ pub(crate) async fn status_error(req: &Req, resp: Response) -> Error {
     };
     let what = if status == StatusCode::UNAUTHORIZED {
         " (unauthorized: check credentials)"
+    } else if status == StatusCode::BAD_REQUEST
+        && req.url.starts_with("http://")
+        && (snippet.contains("HTTPS") || req.method == Method::HEAD)
+    {
+        // Go's servers answer plain HTTP on a TLS port with 400 (and HEAD has no body).
+        " (if the registry serves HTTPS, configure TLS for it: --tlscacert, --skip-verify \
+         or a hosts.toml with an https server)"
     } else {
         ""
     };
@@ -366,16 +436,18 @@ pub(crate) fn repo_scope(repo: &str, push: bool) -> String {
 mod tests {
     use super::*;
 
+    fn client(opts: RegistryOptions) -> Arc<Client> {
+        Client::new(opts.docker_config(false).proxy(ProxyConfig::none())).unwrap()
+    }
+
     #[test]
     fn hosts_and_schemes() {
-        let c = Client::new(
+        let c = client(
             RegistryOptions::default()
-                .docker_config(false)
                 .mirror("mirror.example")
                 .mirror("http://m2:5000/prefix/v2/"),
-        )
-        .unwrap();
-        let hs = c.hosts("docker.io", true);
+        );
+        let hs = c.hosts("docker.io", Capabilities::PULL).unwrap();
         assert_eq!(hs.len(), 3);
         assert_eq!(
             hs[0].url("library/a", "manifests/x"),
@@ -389,7 +461,9 @@ mod tests {
             hs[2].url("a", "blobs/d"),
             "https://registry-1.docker.io/v2/a/blobs/d"
         );
-        assert_eq!(c.hosts("docker.io", false).len(), 1);
+        assert_eq!(hs[0].describe(), "mirror https://mirror.example");
+        assert_eq!(hs[2].describe(), "registry https://registry-1.docker.io");
+        assert_eq!(c.hosts("docker.io", Capabilities::ALL).unwrap().len(), 1);
         for (h, s) in [
             ("localhost:5000", "http"),
             ("127.0.0.1:5000", "http"),
@@ -398,12 +472,77 @@ mod tests {
             ("example.com", "https"),
             ("127.example.com:1", "https"),
         ] {
-            assert_eq!(c.hosts(h, false)[0].scheme, s, "{h}");
+            assert_eq!(c.hosts(h, Capabilities::PUSH).unwrap()[0].scheme, s, "{h}");
         }
         assert_eq!(
             hs[2].location("/v2/a/blobs/uploads/u?x=1"),
             "https://registry-1.docker.io/v2/a/blobs/uploads/u?x=1"
         );
         assert_eq!(hs[2].location("http://o/p"), "http://o/p");
+    }
+
+    #[test]
+    fn loopback_with_tls_is_https() {
+        let tls = crate::TlsConfig {
+            skip_verify: true,
+            ..Default::default()
+        };
+        let c = client(RegistryOptions::default().tls(tls));
+        let h = c.hosts("127.0.0.1:5000", Capabilities::PULL).unwrap();
+        assert_eq!(h[0].scheme, "https");
+        let c = client(RegistryOptions::default().plain_http(true));
+        assert_eq!(
+            c.hosts("example.com", Capabilities::PULL).unwrap()[0].scheme,
+            "http"
+        );
+    }
+
+    #[test]
+    fn hosts_dir_headers_and_capabilities() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("reg.example_5000_");
+        std::fs::create_dir(&d).unwrap();
+        std::fs::write(
+            d.join("hosts.toml"),
+            r#"
+[host."https://pull-only.example"]
+  capabilities = ["pull"]
+  [host."https://pull-only.example".header]
+    x-a = ["1", "2"]
+"#,
+        )
+        .unwrap();
+        let c = client(RegistryOptions::default().hosts_dir(dir.path()));
+        let pull = c.hosts("reg.example:5000", Capabilities::PULL).unwrap();
+        assert_eq!(pull.len(), 2);
+        assert_eq!(pull[0].headers.get_all("x-a").iter().count(), 2);
+        let resolve = c
+            .hosts("reg.example:5000", Capabilities::PULL_RESOLVE)
+            .unwrap();
+        assert_eq!(resolve.len(), 1);
+        assert_eq!(resolve[0].host, "reg.example:5000");
+        std::fs::write(
+            d.join("hosts.toml"),
+            "[host.\"https://m\"]\ncapabilities = [\"fly\"]\n",
+        )
+        .unwrap();
+        let e = c.hosts("reg.example:5000", Capabilities::PULL).unwrap_err();
+        assert!(e.to_string().contains("hosts.toml"), "{e}");
+    }
+
+    #[test]
+    fn tried_names_every_host() {
+        let c = client(RegistryOptions::default().mirror("m.example"));
+        let hs = c.hosts("r.example", Capabilities::PULL).unwrap();
+        let mut t = Tried::new("resolve r.example/a:1");
+        t.push(&hs[0], Error::not_found("m"));
+        t.push(&hs[1], Error::unavailable("r"));
+        let e = t.finish();
+        assert!(e.is_unavailable());
+        let s = e.to_string();
+        assert!(
+            s.contains("mirror https://m.example") && s.contains("registry https://r.example"),
+            "{s}"
+        );
     }
 }

@@ -1,9 +1,8 @@
 //! Credentials from Docker's `config.json` (`$DOCKER_CONFIG/config.json`, else
 //! `~/.docker/config.json`): the `auths` map, with either a base64 `auth` of
-//! `user:password`, explicit `username`/`password`, or an `identitytoken`.
-//!
-//! Credential helpers (`credsStore`, `credHelpers`) are not run; hosts that use them get
-//! no credentials from here.
+//! `user:password`, explicit `username`/`password`, or an `identitytoken`; and the names
+//! of the credential helpers (`credsStore`, `credHelpers`), which
+//! [`credentials`](crate::credentials) runs.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -18,6 +17,10 @@ use super::auth::Credentials;
 struct ConfigFile {
     #[serde(default)]
     auths: HashMap<String, AuthEntry>,
+    #[serde(default, rename = "credsStore")]
+    creds_store: String,
+    #[serde(default, rename = "credHelpers")]
+    cred_helpers: HashMap<String, String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -36,6 +39,8 @@ struct AuthEntry {
 #[derive(Debug, Default, Clone)]
 pub struct DockerConfig {
     by_host: HashMap<String, Credentials>,
+    creds_store: Option<String>,
+    helpers: HashMap<String, String>,
 }
 
 /// The default location of Docker's config file.
@@ -128,7 +133,30 @@ impl DockerConfig {
             };
             by_host.insert(key_host(&key), creds);
         }
-        Ok(DockerConfig { by_host })
+        let helpers = f
+            .cred_helpers
+            .into_iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| (key_host(&k), v))
+            .collect();
+        Ok(DockerConfig {
+            by_host,
+            creds_store: Some(f.creds_store).filter(|s| !s.is_empty()),
+            helpers,
+        })
+    }
+
+    /// The `credHelpers` entry for `host`: the helper's name (`ecr-login` for
+    /// `docker-credential-ecr-login`).
+    pub fn helper_for(&self, host: &str) -> Option<&str> {
+        self.helpers
+            .get(&canonical_host(&host.to_ascii_lowercase()))
+            .map(String::as_str)
+    }
+
+    /// The `credsStore`: the helper for hosts without their own.
+    pub fn creds_store(&self) -> Option<&str> {
+        self.creds_store.as_deref()
     }
 
     /// The credentials for `host` (`host[:port]`; the Docker Hub aliases are one host).
@@ -164,6 +192,15 @@ mod tests {
         assert_eq!(t.secret, "tok");
         assert!(c.get("empty.example").is_none());
         assert!(c.get("other").is_none());
+        assert_eq!(c.creds_store(), Some("desktop"));
+        assert_eq!(c.helper_for("docker.io"), None);
+        let h = DockerConfig::parse(
+            br#"{"credHelpers":{"https://index.docker.io/v1/":"hub","gcr.io":""}}"#,
+        )
+        .unwrap();
+        assert_eq!(h.helper_for("registry-1.docker.io"), Some("hub"));
+        assert_eq!(h.helper_for("gcr.io"), None);
+        assert_eq!(h.creds_store(), None);
     }
 
     #[test]

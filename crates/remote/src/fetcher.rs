@@ -12,9 +12,10 @@ use strata_content::{Descriptor, Error, Result};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::MAX_MANIFEST_SIZE;
-use super::client::{Client, Req, repo_scope, status_error, try_next_host};
+use super::client::{Client, Req, Tried, repo_scope, status_error, try_next_host};
 use super::resolver::accept_header;
 use super::retry;
+use crate::hosts::Capabilities;
 use crate::media_types;
 
 /// The bytes of a blob from some offset on, in order. Ends after exactly `size - offset`
@@ -139,13 +140,13 @@ impl Fetcher {
             "blobs"
         };
         let scopes = [repo_scope(&self.repo, false)];
-        let mut last = Error::not_found(format!(
-            "{} in {}/{}",
+        let mut tried = Tried::new(format!(
+            "fetch {} from {}/{}",
             desc.digest(),
             self.domain,
             self.repo
         ));
-        for host in self.client.hosts(&self.domain, true) {
+        for host in self.client.hosts(&self.domain, Capabilities::PULL)? {
             let url = host.url(&self.repo, &format!("{kind}/{}", desc.digest()));
             let mut req = Req::new(Method::GET, url);
             if kind == "manifests" {
@@ -160,14 +161,11 @@ impl Fetcher {
             };
             match res {
                 Ok(o) => return Ok(o),
-                Err(e) if try_next_host(&e) => {
-                    tracing::debug!("fetch {} from {}: {e}", desc.digest(), host.host);
-                    last = e;
-                }
+                Err(e) if try_next_host(&e) => tried.push(&host, e),
                 Err(e) => return Err(e),
             }
         }
-        Err(last)
+        Err(tried.finish())
     }
 }
 

@@ -15,9 +15,14 @@
 //! - [`Pusher`]: uploads blobs (skipping existing ones, mounting across repositories,
 //!   monolithic or chunked) and manifests by tag or digest.
 //! - [`auth`]: the `WWW-Authenticate` challenge parser, bearer tokens (cached per host and
-//!   scope) and basic auth; [`docker_config`]: credentials from `~/.docker/config.json`.
+//!   scope) and basic auth; [`docker_config`]: `~/.docker/config.json`;
+//!   [`credentials`]: where credentials come from (config files, credential helpers).
+//! - [`hosts`]: containerd's `hosts.toml` directories and the ordered endpoints of a
+//!   registry (mirrors, then the server) with their capabilities, headers and TLS.
+//! - [`TlsConfig`]: CAs, client certificates and `skip_verify` per host;
+//!   [`ProxyConfig`]: `HTTP(S)_PROXY` / `NO_PROXY`.
 //! - [`RegistryOptions`]: plain HTTP, mirrors (tried in order, the registry itself last),
-//!   credentials and retry policy.
+//!   hosts directory, TLS, proxies, credentials and retry policy.
 //!
 //! Requests that fail transiently (connection errors, 5xx, 429, no response within
 //! [`RegistryOptions::idle_timeout`]) are retried with jittered exponential backoff, or
@@ -30,20 +35,28 @@
 
 pub mod auth;
 mod client;
+pub mod credentials;
 pub mod docker_config;
 mod fetcher;
+pub mod hosts;
 pub mod media_types;
+mod proxy;
 mod pusher;
 pub mod reference;
 mod resolver;
 mod retry;
+mod tls;
 
 pub use auth::{Challenge, Credentials, CredentialsFn, parse_www_authenticate};
+pub use credentials::CredentialSources;
 pub use fetcher::{BlobStream, Fetcher};
+pub use proxy::ProxyConfig;
 pub use pusher::{PushStatus, Pusher};
 pub use resolver::{MAX_MANIFEST_SIZE, Resolver};
 pub use retry::MAX_RETRY_AFTER;
+pub use tls::TlsConfig;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -63,8 +76,20 @@ pub struct RegistryOptions {
     pub mirrors: Vec<String>,
     /// Explicit credentials by host; consulted before the Docker config.
     pub credentials: Option<CredentialsFn>,
-    /// Read credentials from `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`.
+    /// Read credentials from the files and helpers of `credential_sources` (Docker's
+    /// `config.json`, containers' `auth.json`).
     pub docker_config: bool,
+    /// Where credentials are read from (when `docker_config`).
+    pub credential_sources: CredentialSources,
+    /// containerd's hosts directory (`ctr --hosts-dir`): `DIR/<host[:port]>/hosts.toml`
+    /// or `DIR/_default/`; see [`hosts`].
+    pub hosts_dir: Option<PathBuf>,
+    /// TLS settings for every host (`ctr --tlscacert/--tlscert/--tlskey/--skip-verify`);
+    /// a host's `hosts.toml` settings are added to these.
+    pub tls: TlsConfig,
+    /// Proxies; `None` reads `HTTP_PROXY`, `HTTPS_PROXY` and `NO_PROXY` when the
+    /// resolver is built.
+    pub proxy: Option<ProxyConfig>,
     /// Retries of a transiently failing request (and of a dropped or stalled download
     /// without progress) before giving up on a host.
     pub max_retries: u32,
@@ -97,6 +122,10 @@ impl Default for RegistryOptions {
             mirrors: Vec::new(),
             credentials: None,
             docker_config: true,
+            credential_sources: CredentialSources::default(),
+            hosts_dir: None,
+            tls: TlsConfig::default(),
+            proxy: None,
             max_retries: 3,
             retry_delay: Duration::from_millis(100),
             idle_timeout: Duration::from_secs(30),
@@ -115,6 +144,10 @@ impl std::fmt::Debug for RegistryOptions {
             .field("mirrors", &self.mirrors)
             .field("credentials", &self.credentials.is_some())
             .field("docker_config", &self.docker_config)
+            .field("credential_sources", &self.credential_sources)
+            .field("hosts_dir", &self.hosts_dir)
+            .field("tls", &self.tls)
+            .field("proxy", &self.proxy)
             .field("max_retries", &self.max_retries)
             .field("retry_delay", &self.retry_delay)
             .field("idle_timeout", &self.idle_timeout)
@@ -152,6 +185,24 @@ impl RegistryOptions {
     /// Sets [`RegistryOptions::docker_config`].
     pub fn docker_config(mut self, yes: bool) -> Self {
         self.docker_config = yes;
+        self
+    }
+
+    /// Sets [`RegistryOptions::hosts_dir`].
+    pub fn hosts_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.hosts_dir = Some(dir.into());
+        self
+    }
+
+    /// Sets [`RegistryOptions::tls`].
+    pub fn tls(mut self, tls: TlsConfig) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// Sets [`RegistryOptions::proxy`].
+    pub fn proxy(mut self, proxy: ProxyConfig) -> Self {
+        self.proxy = Some(proxy);
         self
     }
 }

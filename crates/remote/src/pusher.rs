@@ -9,6 +9,7 @@ use strata_content::labels::DISTRIBUTION_SOURCE;
 use strata_content::{Descriptor, Error, Labels, ReaderAt, Result};
 
 use super::client::{Client, Host, Req, repo_scope, status_error};
+use crate::hosts::Capabilities;
 use crate::media_types;
 
 /// What [`Pusher::push_blob`] did.
@@ -49,11 +50,11 @@ impl Pusher {
         }
     }
 
-    fn host(&self) -> Host {
-        self.client
-            .hosts(&self.domain, false)
-            .pop()
-            .expect("the registry host")
+    /// The first endpoint with the `push` capability (the registry itself unless
+    /// `hosts.toml` says otherwise).
+    fn host(&self) -> Result<Host> {
+        let mut hosts = self.client.hosts(&self.domain, Capabilities::PUSH)?;
+        Ok(hosts.remove(0))
     }
 
     fn scopes(&self) -> Vec<String> {
@@ -72,7 +73,7 @@ impl Pusher {
         } else {
             "blobs"
         };
-        let host = self.host();
+        let host = self.host()?;
         let req = Req::new(
             Method::HEAD,
             host.url(&self.repo, &format!("{kind}/{}", desc.digest())),
@@ -103,7 +104,7 @@ impl Pusher {
         if self.exists(desc).await? {
             return Ok(PushStatus::Exists);
         }
-        let host = self.host();
+        let host = self.host()?;
         let digest = desc.digest().to_string();
         let mut scopes = self.scopes();
         let sources: Vec<String> = labels
@@ -215,7 +216,7 @@ impl Pusher {
         if reference.is_none() && self.exists(desc).await? {
             return Ok(PushStatus::Exists);
         }
-        let host = self.host();
+        let host = self.host()?;
         let object = reference
             .map(str::to_string)
             .unwrap_or_else(|| desc.digest().to_string());

@@ -8,8 +8,9 @@ use reqwest::{Method, StatusCode};
 use strata_content::digest::sha256;
 use strata_content::{Descriptor, Digest, Error, MediaType, Result};
 
-use super::client::{Client, Req, repo_scope, status_error, try_next_host};
+use super::client::{Client, Req, Tried, repo_scope, status_error, try_next_host};
 use super::{Fetcher, Pusher, RegistryOptions};
+use crate::hosts::Capabilities;
 use crate::media_types;
 use crate::reference::Reference;
 
@@ -69,27 +70,31 @@ impl Resolver {
     /// `Docker-Content-Digest` or from hashing the body.
     ///
     /// # Errors
-    /// - `NotFound` when no host has the reference.
+    /// - `NotFound` when no host has the reference. When several hosts were tried, the
+    ///   message names each (mirror or registry) with its error.
     /// - `NotImplemented` for a Docker schema 1 manifest.
     /// - `InvalidArgument` for a manifest over [`MAX_MANIFEST_SIZE`] or an unknown body.
     /// - `FailedPrecondition` when the body does not match the requested digest, or
     ///   authentication fails.
     /// - `Unavailable` when the registry cannot be reached.
     pub async fn resolve(&self, r: &Reference) -> Result<Descriptor> {
-        let hosts = self.client.hosts(r.domain(), true);
+        // A tag needs a host trusted to resolve; a digest is verified, any puller does.
+        let need = if r.digest().is_some() {
+            Capabilities::PULL
+        } else {
+            Capabilities::PULL_RESOLVE
+        };
+        let hosts = self.client.hosts(r.domain(), need)?;
         let scopes = [repo_scope(r.path(), false)];
-        let mut last = Error::not_found(format!("{r}: no registry host"));
+        let mut tried = Tried::new(format!("resolve {r}"));
         for host in &hosts {
             match self.resolve_on(host, &scopes, r).await {
                 Ok(d) => return Ok(d),
-                Err(e) if try_next_host(&e) => {
-                    tracing::debug!("resolve {r} on {}: {e}", host.host);
-                    last = e;
-                }
-                Err(e) => return Err(e),
+                Err(e) if try_next_host(&e) => tried.push(host, e),
+                Err(e) => return Err(e.context(format!("resolve {r} on {}", host.describe()))),
             }
         }
-        Err(last.context(format!("resolve {r}")))
+        Err(tried.finish())
     }
 
     async fn resolve_on(

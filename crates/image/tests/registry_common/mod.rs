@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -79,6 +79,29 @@ impl Registry {
              http:\n  addr: {addr}\n{auth_conf}",
             dir.path().join("data").display()
         );
+        Some(Registry::spawn(dir, addr, &conf).await)
+    }
+
+    /// Starts a registry configured by `conf` (TLS, client certificates, token auth,
+    /// htpasswd). `None` when docker-registry is missing (and peers are not required).
+    pub async fn start_with(conf: &RegistryConf) -> Option<Registry> {
+        if !have("docker-registry") {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let addr = format!("127.0.0.1:{}", free_port());
+        let yaml = format!(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n\
+             storage:\n  filesystem:\n    rootdirectory: {}\n\
+             http:\n  addr: {addr}\n{}{}",
+            dir.path().join("data").display(),
+            conf.tls_yaml(),
+            conf.auth_yaml(dir.path()),
+        );
+        Some(Registry::spawn(dir, addr, &yaml).await)
+    }
+
+    async fn spawn(dir: tempfile::TempDir, addr: String, conf: &str) -> Registry {
         let cp = dir.path().join("config.yml");
         std::fs::write(&cp, conf).unwrap();
         let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
@@ -96,11 +119,74 @@ impl Registry {
         };
         for _ in 0..100 {
             if TcpStream::connect(&addr).await.is_ok() {
-                return Some(reg);
+                return reg;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("docker-registry did not listen on {addr}");
+    }
+}
+
+/// How [`Registry::start_with`] configures a registry.
+#[derive(Default)]
+pub struct RegistryConf {
+    /// Serve HTTPS with this certificate and key (PEM files).
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Require client certificates signed by these CAs (`http.tls.clientcas`).
+    pub client_cas: Vec<PathBuf>,
+    /// htpasswd basic auth for this user and password.
+    pub htpasswd: Option<(String, String)>,
+    /// The registry's `auth: token` mode.
+    pub token: Option<TokenConf>,
+}
+
+/// The `auth.token` settings of a registry.
+pub struct TokenConf {
+    pub realm: String,
+    pub service: String,
+    pub issuer: String,
+    /// PEM certificates whose keys may sign tokens.
+    pub rootcertbundle: PathBuf,
+}
+
+impl RegistryConf {
+    fn tls_yaml(&self) -> String {
+        let Some((cert, key)) = &self.tls else {
+            return String::new();
+        };
+        let mut y = format!(
+            "  tls:\n    certificate: {}\n    key: {}\n",
+            cert.display(),
+            key.display()
+        );
+        if !self.client_cas.is_empty() {
+            y.push_str("    clientcas:\n");
+            for c in &self.client_cas {
+                y.push_str(&format!("      - {}\n", c.display()));
+            }
+        }
+        y
+    }
+
+    fn auth_yaml(&self, dir: &Path) -> String {
+        if let Some(t) = &self.token {
+            return format!(
+                "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+                t.realm,
+                t.service,
+                t.issuer,
+                t.rootcertbundle.display()
+            );
+        }
+        let Some((u, p)) = &self.htpasswd else {
+            return String::new();
+        };
+        let hp = dir.join("htpasswd");
+        std::fs::write(&hp, format!("{u}:{}\n", bcrypt::hash(p, 4).unwrap())).unwrap();
+        format!(
+            "auth:\n  htpasswd:\n    realm: strata-test\n    path: {}\n",
+            hp.display()
+        )
     }
 }
 
