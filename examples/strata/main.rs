@@ -7,6 +7,7 @@ mod common;
 mod content;
 mod image;
 mod lease;
+mod serve;
 mod snapshot;
 
 use clap::{Parser, Subcommand};
@@ -38,6 +39,8 @@ enum Cmd {
     Lease(lease::Cmd),
     /// Remove every blob, ingest and snapshot that nothing references.
     Gc,
+    /// Serve containerd's Snapshots and Content APIs on a unix socket (a containerd proxy plugin).
+    Serve(serve::Cmd),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
             Cmd::Image(c) => image::run(&cli.global, c).await,
             Cmd::Lease(c) => lease::run(&cli.global, c).await,
             Cmd::Gc => lease::gc(&cli.global).await,
+            Cmd::Serve(c) => serve::run(&cli.global, c).await,
         }
     });
     match res {
