@@ -465,3 +465,33 @@ pub fn set_xattr(p: &Path, name: &str, value: &[u8]) {
         std::io::Error::last_os_error()
     );
 }
+
+/// The `strata` example binary: `$STRATA_EXAMPLE_BIN` when set; otherwise built with
+/// `cargo build --example strata` in this test's profile and target dir (a no-op when
+/// `cargo test` already built it) at `<target>/<profile>/examples/strata`.
+pub fn strata_example() -> &'static Path {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("STRATA_EXAMPLE_BIN") {
+            return PathBuf::from(p);
+        }
+        let exe = std::env::current_exe().expect("current exe");
+        let profile_dir = exe.parent().and_then(Path::parent).expect("profile dir");
+        let target_dir = profile_dir.parent().expect("target dir");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = std::process::Command::new(cargo);
+        cmd.args(["build", "--quiet", "--example", "strata", "--manifest-path"])
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+            .env("CARGO_TARGET_DIR", target_dir);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        assert!(
+            cmd.status().expect("run cargo build").success(),
+            "cargo build --example strata failed"
+        );
+        let bin = profile_dir.join("examples").join("strata");
+        assert!(bin.exists(), "{} missing after the build", bin.display());
+        bin
+    })
+}

@@ -26,7 +26,9 @@ import (
 	"github.com/containerd/containerd/content"
 	contentproxy "github.com/containerd/containerd/content/proxy"
 	contentsuite "github.com/containerd/containerd/content/testsuite"
+	"github.com/containerd/containerd/defaults"
 	"github.com/containerd/containerd/namespaces"
+	"github.com/containerd/containerd/pkg/dialer"
 	"github.com/containerd/containerd/snapshots"
 	snapshotsproxy "github.com/containerd/containerd/snapshots/proxy"
 	snapshotsuite "github.com/containerd/containerd/snapshots/testsuite"
@@ -48,8 +50,10 @@ func startServer(root, sn string) (*server, error) {
 	}
 	sock := filepath.Join(root, "strata.sock")
 	cmd := exec.Command(bin, "--root", root, "--snapshotter", sn, "serve", "--address", sock)
-	cmd.Stdout = os.Stderr
-	cmd.Stderr = os.Stderr
+	if os.Getenv("STRATA_SERVE_LOG") != "" {
+		cmd.Stdout = os.Stderr
+		cmd.Stderr = os.Stderr
+	}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
@@ -58,10 +62,14 @@ func startServer(root, sn string) (*server, error) {
 		_ = cmd.Wait()
 		return nil, err
 	}
-	dial := func(ctx context.Context, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
-	}
-	conn, err := grpc.Dial(sock, grpc.WithInsecure(), grpc.WithContextDialer(dial))
+	// Dialled as containerd dials a proxy plugin: "unix://" target (authority
+	// "localhost"), containerd's dialer, its message size limits.
+	conn, err := grpc.Dial(dialer.DialAddress(sock),
+		grpc.WithInsecure(),
+		grpc.WithContextDialer(dialer.ContextDialer),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(defaults.DefaultMaxRecvMsgSize)),
+		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(defaults.DefaultMaxSendMsgSize)),
+	)
 	if err != nil {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
