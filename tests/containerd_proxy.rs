@@ -208,7 +208,9 @@ fn backend_key<'a>(
 
 fn report(line: &str) {
     // Past the harness's capture, so CI logs show it.
-    writeln!(std::io::stderr(), "{line}").unwrap();
+    std::io::stderr()
+        .write_all(format!("{line}\n").as_bytes())
+        .unwrap();
 }
 
 fn unmount_under(dir: &Path) {
@@ -346,7 +348,7 @@ async fn drive_containerd(d: &Path, sroot: &Path, reference: &str) {
     );
     let top = committed
         .iter()
-        .find(|r| !theirs.iter().any(|o| &o.1 == &r.0))
+        .find(|r| !theirs.iter().any(|o| o.1 == r.0))
         .unwrap()
         .0
         .clone();
