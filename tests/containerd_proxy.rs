@@ -1,8 +1,9 @@
 //! A stock containerd 1.6 (Debian's) with `strata serve` as its proxy snapshotter:
 //! `ctr images pull --snapshotter strata` of a three-layer image (busybox, whiteouts, an
 //! opaque dir, a hardlink) from a local `docker-registry`, `ctr run --rm --snapshotter
-//! strata` printing what the container wrote, and `ctr snapshots --snapshotter strata
-//! ls|info|usage|rm` agreeing with `strata snapshot ls|info|usage`.
+//! strata` printing what the container wrote, `ctr snapshots --snapshotter strata
+//! ls|info|usage|rm` agreeing with `strata snapshot ls|info|usage`, and `ctr images mount
+//! --snapshotter strata` showing the same tree as `strata image pull` and a mount.
 //!
 //! Needs root, containerd, ctr, runc, docker-registry and busybox-static; skips without
 //! them, fails under `STRATA_REQUIRE_PEERS=1`.
@@ -355,6 +356,57 @@ async fn drive_containerd(d: &Path, sroot: &Path, reference: &str) {
     let key = backend_key(&ours, &top).unwrap().0.clone();
     compare_info_and_usage(d, sroot, &top, &key);
     prepare_and_remove(d, sroot, &top).await;
+    compare_mounted_trees(d, reference);
+}
+
+/// `ctr images mount --snapshotter strata` (containerd applied the layers into strata's
+/// snapshots) shows the same tree as `strata image pull` and a mounted snapshot of it
+/// (strata applied them): whiteouts, the opaque dir and the hardlink included.
+fn compare_mounted_trees(d: &Path, reference: &str) {
+    let (theirs, ours, own_root) = (
+        d.join("mnt-ctr"),
+        d.join("mnt-strata"),
+        d.join("strata-own"),
+    );
+    for p in [&theirs, &ours] {
+        std::fs::create_dir_all(p).unwrap();
+    }
+    let target = theirs.to_string_lossy().into_owned();
+    ctr(
+        d,
+        &[
+            "images",
+            "mount",
+            "--snapshotter",
+            "strata",
+            reference,
+            &target,
+        ],
+    );
+    strata(&own_root, &["image", "pull", "--plain-http", reference]);
+    strata(
+        &own_root,
+        &["snapshot", "prepare", "tree", "--from-image", reference],
+    );
+    strata(
+        &own_root,
+        &["snapshot", "mount", "tree", &ours.to_string_lossy()],
+    );
+    let (a, b) = (e2e_common::full_tree(&theirs), e2e_common::full_tree(&ours));
+    registry_common::run(Command::new("umount").arg(&ours));
+    ctr(d, &["images", "unmount", &target]);
+    let diff = e2e_common::tree_diff(&a, &b, false, true);
+    assert!(diff.is_empty(), "ctr images mount vs strata: {diff:#?}");
+    assert!(
+        a.entries.contains_key(Path::new("data/new"))
+            && !a.entries.contains_key(Path::new("data/old"))
+    );
+    assert!(!a.entries.contains_key(Path::new("etc/gone")));
+    assert_eq!(a.hardlinks.len(), 1, "{:?}", a.hardlinks);
+    report(&format!(
+        "ctr images mount --snapshotter strata and strata image pull + mount give the same {} entries",
+        a.entries.len()
+    ));
 }
 
 /// `ctr snapshots info|usage` of `name` agree with `strata snapshot info|usage` of `key`.

@@ -14,12 +14,14 @@
 //! - [`namespace`]: the `containerd-namespace` header.
 //! - [`errors`]: strata's error kinds to and from gRPC codes, as containerd's `errdefs`.
 //! - [`convert`]: times, mounts, infos and statuses to and from their messages.
+//! - [`client`]: a channel to a unix socket, requests in a namespace.
 //! - [`serve()`]: both services on a unix socket until a shutdown future completes.
 //! - [`socket`]: binding that socket (live servers refused, stale files replaced).
 
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod client;
 pub mod content;
 pub mod convert;
 pub mod errors;
@@ -33,3 +35,5 @@ pub use content::ContentService;
 pub use errors::{from_status, to_status};
 pub use serve::{GRACE, MAX_MESSAGE, serve};
 pub use snapshots::SnapshotsService;
+/// The tonic version the services and clients are built with.
+pub use tonic;

@@ -3,7 +3,6 @@
 //! reads with offset and size, and concurrent clients.
 
 use futures::StreamExt;
-use hyper_util::rt::TokioIo;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use strata_content::digest::sha256;
@@ -11,7 +10,7 @@ use strata_grpc::api::services::content::v1::{
     self as capi, WriteAction, content_client::ContentClient,
 };
 use strata_grpc::api::services::snapshots::v1::{self as sapi, snapshots_client::SnapshotsClient};
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::Channel;
 use tonic::{Code, Request};
 
 /// A server on a socket in a temporary directory; stopped when dropped.
@@ -67,19 +66,10 @@ impl Server {
 }
 
 async fn connect(sock: PathBuf) -> Channel {
-    Endpoint::try_from("http://strata.invalid")
-        .unwrap()
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let p = sock.clone();
-            async move {
-                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(p).await?))
-            }
-        }))
-        .await
-        .unwrap()
+    strata_grpc::client::connect_unix(sock).await.unwrap()
 }
 
-/// `msg` in namespace `ns`.
+/// `msg` in namespace `ns`; any header value, so that tests can send invalid ones.
 fn ns<T>(ns: &str, msg: T) -> Request<T> {
     let mut r = Request::new(msg);
     r.metadata_mut()
