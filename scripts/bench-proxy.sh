@@ -50,6 +50,7 @@ timed() { # one run: prints seconds
 }
 
 group_start() { # label dir
+  mkdir -p "$(dirname "$2")"
   if [ "$1" = scratch ]; then bash "$PEERS/scratch-fs.sh" mount "$2" 24G >/dev/null; else mkdir -p "$2"; fi
 }
 group_end() { # label dir

@@ -8,14 +8,12 @@ use crate::api::services::content::v1 as api;
 use crate::errors::to_status;
 use crate::{convert, namespace, write};
 use api::content_server::Content;
-use futures::stream::{self, BoxStream, StreamExt};
+use futures::stream::{BoxStream, StreamExt};
 use std::sync::Arc;
 use strata_content::local::LocalStore;
 use strata_content::{Descriptor, Digest, Error, MediaType, Result, Store, digest};
 use tonic::{Request, Response, Status, Streaming};
 
-/// How many infos one `List` response carries.
-const LIST_BATCH: usize = 100;
 /// The largest `data` of one `Read` response.
 const READ_CHUNK: u64 = 1 << 20;
 
@@ -102,14 +100,10 @@ impl Content for ContentService {
             .walk(&req.get_ref().filters)
             .await
             .map_err(to_status)?;
-        let batches: Vec<_> = infos
-            .chunks(LIST_BATCH)
-            .map(|c| {
-                let info = c.iter().cloned().map(convert::content_info).collect();
-                Ok(api::ListContentResponse { info })
-            })
-            .collect();
-        Ok(Response::new(stream::iter(batches).boxed()))
+        let to_msg = |c: Vec<strata_content::Info>| api::ListContentResponse {
+            info: c.into_iter().map(convert::content_info).collect(),
+        };
+        Ok(Response::new(convert::batched(infos, to_msg)))
     }
 
     async fn delete(&self, req: Request<api::DeleteContentRequest>) -> Reply<()> {

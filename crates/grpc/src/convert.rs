@@ -1,9 +1,10 @@
 //! Conversions between strata's types and the protobuf messages: times, mounts, snapshot
-//! infos and kinds, content infos and statuses.
+//! infos and kinds, content infos and statuses; listings as streams of batches.
 
 use crate::api::services::content::v1 as content_api;
 use crate::api::services::snapshots::v1 as snapshots_api;
 use crate::api::types;
+use futures::stream::{BoxStream, StreamExt};
 use prost_types::Timestamp;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use strata_content::{Error, Result};
@@ -114,6 +115,22 @@ pub fn content_status(s: strata_content::Status) -> content_api::Status {
     }
 }
 
+/// How many items one message of a listing stream carries.
+pub const LIST_BATCH: usize = 100;
+
+/// A listing as a stream of messages of at most [`LIST_BATCH`] items each, `wrap` making
+/// one message of a batch.
+pub fn batched<T: Clone, M: Send + 'static>(
+    items: Vec<T>,
+    wrap: impl Fn(Vec<T>) -> M,
+) -> BoxStream<'static, Result<M, tonic::Status>> {
+    let msgs: Vec<_> = items
+        .chunks(LIST_BATCH)
+        .map(|c| Ok(wrap(c.to_vec())))
+        .collect();
+    futures::stream::iter(msgs).boxed()
+}
+
 /// The field paths of an update mask (none: replace everything updatable).
 pub fn field_paths(mask: Option<prost_types::FieldMask>) -> Vec<String> {
     mask.map(|m| m.paths).unwrap_or_default()
@@ -130,6 +147,15 @@ mod tests {
         assert_eq!((ts.seconds, ts.nanos), (-4, 999_999_750));
         assert_eq!(system_time(Some(&ts)), t);
         assert_eq!(system_time(None), UNIX_EPOCH);
+    }
+
+    #[tokio::test]
+    async fn listings_come_in_batches() {
+        let msgs: Vec<_> = batched((0..250).collect(), |v: Vec<i32>| v.len())
+            .collect()
+            .await;
+        let sizes: Vec<_> = msgs.into_iter().map(Result::unwrap).collect();
+        assert_eq!(sizes, [100, 100, 50]);
     }
 
     #[test]

@@ -9,15 +9,12 @@ use crate::api::services::snapshots::v1 as api;
 use crate::convert;
 use crate::errors::to_status;
 use api::snapshots_server::Snapshots;
-use futures::stream::{self, BoxStream, StreamExt};
+use futures::stream::BoxStream;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use strata_content::{Error, Result};
 use strata_snapshot::Snapshotter;
 use tonic::{Request, Response, Status};
-
-/// How many infos one `List` response message carries.
-const LIST_BATCH: usize = 100;
 
 /// The snapshots service: one snapshotter answering to any name, or several by name.
 ///
@@ -173,14 +170,10 @@ impl Snapshots for SnapshotsService {
             .walk(&r.filters)
             .await
             .map_err(to_status)?;
-        let batches: Vec<_> = infos
-            .chunks(LIST_BATCH)
-            .map(|c| {
-                let info = c.iter().cloned().map(convert::snapshot_info).collect();
-                Ok(api::ListSnapshotsResponse { info })
-            })
-            .collect();
-        Ok(Response::new(stream::iter(batches).boxed()))
+        let to_msg = |c: Vec<strata_snapshot::Info>| api::ListSnapshotsResponse {
+            info: c.into_iter().map(convert::snapshot_info).collect(),
+        };
+        Ok(Response::new(convert::batched(infos, to_msg)))
     }
 
     async fn usage(&self, req: Request<api::UsageRequest>) -> Reply<api::UsageResponse> {
