@@ -13,7 +13,8 @@
 //! - [`write`]: the content service's bidirectional `Write` session.
 //! - [`namespace`]: the `containerd-namespace` header.
 //! - [`errors`]: strata's error kinds to and from gRPC codes, as containerd's `errdefs`.
-//! - [`convert`]: times, mounts, infos and statuses to and from their messages.
+//! - [`convert`]: times, mounts, infos and statuses to and from their messages; listings
+//!   as streams of batches.
 //! - [`client`]: a channel to a unix socket, requests in a namespace.
 //! - [`serve()`]: both services on a unix socket until a shutdown future completes.
 //! - [`socket`]: binding that socket (live servers refused, stale files replaced).
