@@ -9,10 +9,10 @@ unmount_under() { # dir
 }
 
 # A private containerd 1.6 daemon with its root, state and socket ($base/c.sock) under
-# BASE; its pid in CTD_PID.
+# BASE; EXTRA (optional) is appended to its config.toml. Its pid in CTD_PID.
 CTD_PID=
-ctd_start() { # base
-  local base=$1
+ctd_start() { # base [extra-config]
+  local base=$1 extra=${2:-}
   mkdir -p "$base"
   cat >"$base/config.toml" <<CONF
 version = 2
@@ -23,6 +23,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
   address = "$base/c.sock"
 [ttrpc]
   address = "$base/c.sock.ttrpc"
+$extra
 CONF
   containerd --config "$base/config.toml" >>"$base/log" 2>&1 &
   CTD_PID=$!

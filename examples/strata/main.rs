@@ -7,6 +7,7 @@ mod common;
 mod content;
 mod image;
 mod lease;
+mod serve;
 mod snapshot;
 
 use clap::{Parser, Subcommand};
@@ -40,6 +41,8 @@ enum Cmd {
     Gc,
     /// Check blobs, ingests, snapshots, images and GC labels; exit 1 on damage.
     Check(lease::CheckArgs),
+    /// Serve containerd's Snapshots and Content APIs on a unix socket (a containerd proxy plugin).
+    Serve(serve::Cmd),
 }
 
 fn main() -> ExitCode {
@@ -49,24 +52,24 @@ fn main() -> ExitCode {
         .build()
         .expect("tokio runtime");
     rt.block_on(async move {
+        let cmd = match cli.cmd {
+            // The server stops on SIGINT/SIGTERM itself, draining its calls.
+            Cmd::Serve(c) => return report(serve::run(&cli.global, c).await),
+            cmd => cmd,
+        };
         let run = async move {
-            match cli.cmd {
+            match cmd {
                 Cmd::Content(c) => content::run(&cli.global, c).await,
                 Cmd::Snapshot(c) => snapshot::run(&cli.global, c).await,
                 Cmd::Image(c) => image::run(&cli.global, c).await,
                 Cmd::Lease(c) => lease::run(&cli.global, c).await,
                 Cmd::Gc => lease::gc(&cli.global).await,
                 Cmd::Check(a) => lease::check(&cli.global, a).await,
+                Cmd::Serve(_) => unreachable!("served above"),
             }
         };
         tokio::select! {
-            res = run => match res {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("strata: {e}");
-                    ExitCode::FAILURE
-                }
-            },
+            res = run => report(res),
             signal = common::interrupted() => {
                 // The command's future is dropped: its flows clean up after themselves.
                 strata::image::service::wait_for_cleanups().await;
@@ -75,4 +78,15 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+/// The exit code of a command's result, printing its error.
+fn report(res: Result<(), Box<dyn std::error::Error>>) -> ExitCode {
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("strata: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
