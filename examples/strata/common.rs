@@ -35,17 +35,22 @@ impl Global {
     }
 }
 
-/// Resolves with the signal's name once SIGINT or SIGTERM arrives.
-pub async fn interrupted() -> &'static str {
+/// Resolves with the signal's name once SIGINT or SIGTERM arrives. The handlers are
+/// installed when this is called (not when the future is first polled), so a signal that
+/// comes right after is caught rather than killing the process.
+pub fn interrupted() -> impl std::future::Future<Output = &'static str> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (
+    let handlers = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = int.recv() => "SIGINT",
-        _ = term.recv() => "SIGTERM",
+    );
+    async move {
+        let (Ok(mut int), Ok(mut term)) = handlers else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        }
     }
 }

@@ -31,6 +31,8 @@ pub async fn run(g: &Global, cmd: Cmd) -> Result<(), Box<dyn std::error::Error>>
     let root = g.open()?;
     let sn = root.snapshotter().clone();
     let store = root.content().clone();
+    // Signal handlers first: a client may signal as soon as the socket appears.
+    let signal = crate::common::interrupted();
     let (listener, socket) = strata_grpc::socket::bind(&address, SOCKET_MODE)?;
     eprintln!(
         "strata: serving snapshotter {} and the content store of {} on {}",
@@ -39,7 +41,7 @@ pub async fn run(g: &Global, cmd: Cmd) -> Result<(), Box<dyn std::error::Error>>
         socket.path().display()
     );
     let stop = async {
-        crate::common::interrupted().await;
+        signal.await;
     };
     let served = strata_grpc::serve(
         listener,
