@@ -5,25 +5,16 @@
 //! `cargo bench --bench grpc` (root; `STRATA_BENCH_DIR` chooses the filesystem, default
 //! the system temp dir). The medians are in `target/criterion/grpc/*/new/estimates.json`.
 
+mod common;
+
+use common::bench_dir;
 use criterion::{Criterion, criterion_group, criterion_main};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use strata_grpc::api::services::content::v1::{InfoRequest, content_client::ContentClient};
 use strata_grpc::api::services::snapshots::v1 as sapi;
 use strata_grpc::api::services::snapshots::v1::snapshots_client::SnapshotsClient;
 use strata_grpc::tonic::transport::Channel;
-
-fn bench_dir() -> tempfile::TempDir {
-    let base = std::env::var_os("STRATA_BENCH_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    std::fs::create_dir_all(&base).unwrap();
-    tempfile::Builder::new()
-        .prefix("strata-bench-grpc-")
-        .tempdir_in(base)
-        .unwrap()
-}
 
 /// Starts a server for `dir` on `rt` and returns a channel to it, with an active
 /// snapshot `active` and a committed `base` in place.
@@ -68,7 +59,7 @@ fn round_trips(cr: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let dir = bench_dir();
+    let dir = bench_dir("grpc");
     let ch = start(&rt, dir.path());
     let mut g = cr.benchmark_group("grpc");
     g.measurement_time(Duration::from_secs(5));

@@ -5,24 +5,16 @@
 //! default the system temp dir). For the ratio against `cp -a` of the same tree, see
 //! `scripts/bench-snapshot.sh`.
 
+mod common;
+
+use common::bench_dir;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use strata::snapshot::Snapshotter;
 use strata::snapshot::overlay::upperdir;
-
-fn bench_dir() -> tempfile::TempDir {
-    let base = std::env::var_os("STRATA_BENCH_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    std::fs::create_dir_all(&base).unwrap();
-    tempfile::Builder::new()
-        .prefix("strata-bench-snapshot-")
-        .tempdir_in(base)
-        .unwrap()
-}
 
 /// A deterministic tree of `n` files (100 B – 16 KiB) in `n / 25` nested directories.
 fn gen_tree(root: &Path, n: usize) {
@@ -68,7 +60,7 @@ fn ops(c: &mut Criterion) {
     let mut g = c.benchmark_group("snapshot");
     g.sample_size(20).measurement_time(Duration::from_secs(5));
     for backend in ["overlay", "native"] {
-        let dir = bench_dir();
+        let dir = bench_dir("snapshot");
         let sn = rt.block_on(setup(backend, dir.path(), 20));
         g.bench_function(BenchmarkId::new("prepare", backend), |b| {
             b.to_async(&rt).iter_custom(|iters| {
@@ -132,7 +124,7 @@ fn ops(c: &mut Criterion) {
 
 fn native_10k(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let dir = bench_dir();
+    let dir = bench_dir("snapshot");
     let sn = rt.block_on(setup("native", dir.path(), 10_000));
     let mut g = c.benchmark_group("snapshot");
     g.sample_size(10).measurement_time(Duration::from_secs(20));

@@ -40,16 +40,8 @@ pub(crate) struct Host {
 impl Host {
     /// The URL of `<path>/<repo>/<suffix>`.
     pub fn url(&self, repo: &str, suffix: &str) -> String {
-        let mut u = format!(
-            "{}://{}{}/{}/{}",
-            self.scheme, self.host, self.path, repo, suffix
-        );
-        if let Some(ns) = &self.ns {
-            u.push(if u.contains('?') { '&' } else { '?' });
-            u.push_str("ns=");
-            u.push_str(ns);
-        }
-        u
+        let ns = self.ns.as_deref();
+        crate::hosts::api_url(&self.scheme, &self.host, &self.path, ns, repo, suffix)
     }
 
     /// Resolves a `Location` header (absolute, or a path on this host).

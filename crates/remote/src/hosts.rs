@@ -137,16 +137,14 @@ impl Endpoint {
     ///            "https://mirror.example/v2/library/a/blobs/sha256:00?ns=docker.io");
     /// ```
     pub fn url(&self, repo: &str, suffix: &str) -> String {
-        let mut u = format!(
-            "{}://{}{}/{}/{}",
-            self.scheme, self.host, self.path, repo, suffix
-        );
-        if let Some(ns) = &self.ns {
-            u.push(if u.contains('?') { '&' } else { '?' });
-            u.push_str("ns=");
-            u.push_str(ns);
-        }
-        u
+        api_url(
+            &self.scheme,
+            &self.host,
+            &self.path,
+            self.ns.as_deref(),
+            repo,
+            suffix,
+        )
     }
 }
 
@@ -485,6 +483,24 @@ fn endpoint(domain: &str, opts: &RegistryOptions, e: HostEntry) -> Endpoint {
         headers: e.headers,
         ns,
     }
+}
+
+/// `<scheme>://<host><path>/<repo>/<suffix>`, with `?ns=<ns>` (or `&ns=`) for a mirror.
+pub(crate) fn api_url(
+    scheme: &str,
+    host: &str,
+    path: &str,
+    ns: Option<&str>,
+    repo: &str,
+    suffix: &str,
+) -> String {
+    let mut u = format!("{scheme}://{host}{path}/{repo}/{suffix}");
+    if let Some(ns) = ns {
+        u.push(if u.contains('?') { '&' } else { '?' });
+        u.push_str("ns=");
+        u.push_str(ns);
+    }
+    u
 }
 
 #[cfg(test)]
