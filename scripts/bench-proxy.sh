@@ -8,14 +8,13 @@
 # bench-pull.sh for why). Prints median wall seconds, every sample and the ratio strata/overlayfs.
 #
 # usage: scripts/bench-proxy.sh [RUNS]   env: IMAGES ("debian:minbase debian:multi"),
-#        FS ("root scratch"), SETTLE (seconds of rest after a group's cleanup on root; 60),
+#        FS ("root scratch"; also tmpfs), SETTLE (seconds of rest after a group's cleanup on root; 60),
 #        REGISTRY_ADDR, OUT
 # needs: ../shared/peers/install.sh, registry.sh start, build-images.sh
 set -euo pipefail
 RUNS=${1:-3}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 . "$HERE/scripts/lib.sh"
-PEERS=$(cd "$HERE/../shared/peers" && pwd)
 REG=${REGISTRY_ADDR:-127.0.0.1:5000}
 IMAGES=${IMAGES:-debian:minbase debian:multi}
 FS=${FS:-root scratch}
@@ -49,20 +48,11 @@ timed() { # one run: prints seconds
   cat "$OUT/time.out"
 }
 
-group_start() { # label dir
-  mkdir -p "$(dirname "$2")"
-  if [ "$1" = scratch ]; then bash "$PEERS/scratch-fs.sh" mount "$2" 24G >/dev/null; else mkdir -p "$2"; fi
-}
-group_end() { # label dir
-  unmount_under "$2"
-  if [ "$1" = scratch ]; then bash "$PEERS/scratch-fs.sh" umount "$2" >/dev/null; else rm -rf "$2"; sync; sleep "$SETTLE"; fi
-}
-
 run_fs() { # label dir
   local label=$1 g=$2/group
   for img in $IMAGES; do
     local s=() o=() i b
-    group_start "$label" "$g"
+    fs_start "$label" "$g"
     for i in $(seq "$RUNS"); do
       b=$g/proxy-$i
       mkdir -p "$b"
@@ -78,7 +68,7 @@ run_fs() { # label dir
       o+=("$(timed ctr -a "$b/ctd/c.sock" -n bench images pull --plain-http --snapshotter overlayfs "$REG/$img")")
       ctd_kill; unmount_under "$b"
     done
-    group_end "$label" "$g"
+    fs_end "$label" "$g"
     local ms mo
     ms=$(printf '%s\n' "${s[@]}" | median); mo=$(printf '%s\n' "${o[@]}" | median)
     printf '%-7s %-18s ctr pull --snapshotter strata %6.2fs  overlayfs %6.2fs  ratio %.2f  (strata: %s; overlayfs: %s)\n' \
@@ -88,8 +78,5 @@ run_fs() { # label dir
 
 echo "# $(date -u +%FT%TZ) strata bench-proxy, $RUNS runs, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/summary"
 for fs in $FS; do
-  case $fs in
-    root) run_fs root "$OUT/rootfs" ;;
-    scratch) run_fs scratch "$OUT/scratch" ;;
-  esac
+  run_fs "$fs" "$OUT/$fs"
 done

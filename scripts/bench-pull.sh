@@ -4,10 +4,15 @@
 #   strata image pull (overlay, native)  vs  containerd 1.6 `ctr images pull --snapshotter
 #   overlayfs|native` (a fresh private daemon per run)  and  `umoci unpack` of the same image
 #   (from an OCI layout, so it is unpack only)
-# on the root fs and on a fresh loop ext4 (../shared/peers/scratch-fs.sh), with containerd's
-# root on the same filesystem as ours. Then the commit of the 2,000-file change of
+# on a fresh tmpfs, a fresh loop ext4 (../shared/peers/scratch-fs.sh) and the root fs, with
+# containerd's root on the same filesystem as ours, and the floor (bench-floor.sh: curl |
+# sha256sum | pigz/zstd -d | tar -x, two layers at a time) on the same filesystem. Every
+# timed run starts from the same state (caches dropped, registry blobs and binaries
+# re-read: steady_start in lib.sh); the tools are interleaved; each group reports
+# min/median/max and is flagged SPREAD when max/min > 1.3. Then the commit of the 2,000-file change of
 # ../shared/peers/modify-tree.sh on debian:multi (gzip), timed end to end.
-# Prints median wall seconds (and every sample), ratios strata/containerd and peak RSS.
+# Prints every sample, min/median/max, ratios strata/containerd and strata/floor and peak
+# RSS, and writes the markdown table the README embeds ($OUT/table.md).
 #
 # No tree is deleted while a group of runs (one image, one snapshotter) is timed: each run
 # gets its own directory and they are removed together after the group, followed by
@@ -18,7 +23,8 @@
 # ext4.
 #
 # usage: scripts/bench-pull.sh [RUNS]   env: IMAGES ("debian:minbase debian:multi
-#        debian-zstd:multi"), FS ("root scratch"), SNAPSHOTTERS ("overlay native"),
+#        debian-zstd:multi"), FS ("tmpfs scratch root"), SNAPSHOTTERS ("overlay native"),
+#        FLOOR (1: time the floor pipeline in each overlay group),
 #        EXTRAS (1: also umoci unpack and the commit), SETTLE (seconds of rest after a
 #        group's cleanup on the root fs; 120), REGISTRY_ADDR, PEERS_DATA
 # needs: ../shared/peers/install.sh, registry.sh start, build-images.sh
@@ -26,11 +32,13 @@ set -euo pipefail
 RUNS=${1:-3}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 . "$HERE/scripts/lib.sh"
+. "$HERE/scripts/bench-floor.sh"
 PEERS=$(cd "$HERE/../shared/peers" && pwd)
 REG=${REGISTRY_ADDR:-127.0.0.1:5000}
 DATA=${PEERS_DATA:-/tmp/peers-data}
 IMAGES=${IMAGES:-debian:minbase debian:multi debian-zstd:multi}
-FS=${FS:-root scratch}
+FS=${FS:-tmpfs scratch root}
+FLOOR=${FLOOR:-1}
 SNAPSHOTTERS=${SNAPSHOTTERS:-overlay native}
 EXTRAS=${EXTRAS:-1}
 SETTLE=${SETTLE:-120}
@@ -53,21 +61,27 @@ ctd_stop() { # base (kept on disk until the group's cleanup)
   ctd_kill
   unmount_under "$1"
 }
-# A place for one group of runs: a fresh ext4 on the scratch fs, a new directory on root.
-group_start() { # label dir
-  if [ "$1" = scratch ]; then
-    bash "$PEERS/scratch-fs.sh" mount "$2" 24G >/dev/null
-  else
-    mkdir -p "$2"
-  fi
+# A finished run's tree: deleted at once on tmpfs (it costs nothing there and keeps memory
+# use the same for every run), kept elsewhere until the group ends.
+drop_run() { # fs dir
+  if [ "$1" = tmpfs ]; then unmount_under "$2"; rm -rf "$2"; fi
 }
-group_end() { # label dir
-  unmount_under "$2"
-  if [ "$1" = scratch ]; then
-    bash "$PEERS/scratch-fs.sh" umount "$2" >/dev/null
-  else
-    rm -rf "$2"; sync; sleep "$SETTLE"
+
+# One group's lines: the summary (every sample) and a row of the markdown table.
+report() { # fs image snapshotter "strata samples" "ctr samples" "floor samples" rss-kib
+  local sp cp fp sm cm fm ratio fratio=-
+  sp=$(tr ' ' '\n' <<<"$4" | spread); cp=$(tr ' ' '\n' <<<"$5" | spread)
+  sm=$(cut -d' ' -f2 <<<"$sp"); cm=$(cut -d' ' -f2 <<<"$cp")
+  ratio=$(printf '%.2f' "$(echo "$sm / $cm" | bc -l)")
+  fp=-
+  if [ -n "$6" ]; then
+    fp=$(tr ' ' '\n' <<<"$6" | spread); fm=$(cut -d' ' -f2 <<<"$fp")
+    fratio=$(printf '%.2f' "$(echo "$sm / $fm" | bc -l)")
   fi
+  printf '%-7s %-20s %-8s strata %s  ctr %s  ratio %s  floor %s (x%s)  strata peak RSS %d MiB  (strata: %s; ctr: %s; floor: %s)\n' \
+    "$1" "$2" "$3" "$sp" "$cp" "$ratio" "$fp" "$fratio" "$(($7 / 1024))" "$4" "$5" "$6" | tee -a "$OUT/summary"
+  printf '| %s | %s | %s | %s | %s | **%s×** | %s | %s× | %d MiB |\n' \
+    "$1" "$2" "$3" "$sp" "$cp" "$ratio" "$fp" "$fratio" "$(($7 / 1024))" >>"$OUT/table.md"
 }
 
 run_fs() { # label dir
@@ -76,24 +90,26 @@ run_fs() { # label dir
     local ref="$REG/$img" sn ctdsn
     for sn in $SNAPSHOTTERS; do
       ctdsn=$([ $sn = overlay ] && echo overlayfs || echo native)
-      local s=() c=() rs=() i out g=$dir/group
-      group_start "$label" "$g"
+      local s=() c=() f=() rs=() i out g=$dir/group
+      fs_start "$label" "$g"
       for i in $(seq "$RUNS"); do
+        # Interleaved, each from the same state (steady_start in lib.sh).
+        steady_start "$STRATA"
         out=$(timed "$STRATA" --root "$g/strata-$i" --snapshotter $sn image pull --plain-http "$ref")
         s+=("${out% *}"); rs+=("${out#* }")
-        unmount_under "$g/strata-$i"
+        unmount_under "$g/strata-$i"; drop_run "$label" "$g/strata-$i"
+        steady_start
         ctd_start "$g/ctd-$i"
         out=$(timed ctr -a "$g/ctd-$i/c.sock" -n bench images pull --plain-http --snapshotter "$ctdsn" "$ref")
         c+=("${out% *}")
-        ctd_stop "$g/ctd-$i"
+        ctd_stop "$g/ctd-$i"; drop_run "$label" "$g/ctd-$i"
+        if [ "$FLOOR" = 1 ] && [ "$sn" = overlay ]; then
+          steady_start
+          f+=("$(floor_pull "$g/floor-$i" "$ref")"); drop_run "$label" "$g/floor-$i"
+        fi
       done
-      group_end "$label" "$g"
-      local ms mc mr
-      ms=$(printf '%s\n' "${s[@]}" | median); mc=$(printf '%s\n' "${c[@]}" | median)
-      mr=$(printf '%s\n' "${rs[@]}" | sort -g | tail -1)
-      printf '%-7s %-20s %-8s strata %6.2fs  ctr %6.2fs  ratio %.2f  strata peak RSS %d MiB  (strata: %s; ctr: %s)\n' \
-        "$label" "$img" "$sn" "$ms" "$mc" "$(echo "$ms / $mc" | bc -l)" "$((mr / 1024))" \
-        "${s[*]}" "${c[*]}" | tee -a "$OUT/summary"
+      fs_end "$label" "$g"
+      report "$label" "$img" "$sn" "${s[*]}" "${c[*]}" "${f[*]}" "$(printf '%s\n' "${rs[@]}" | sort -g | tail -1)"
     done
     # umoci unpack of the same image (from the OCI layout built by build-images.sh)
     local layout tag u=() out
@@ -103,12 +119,12 @@ run_fs() { # label dir
     esac
     tag=${img#*:}
     if [ "$EXTRAS" = 1 ] && command -v umoci >/dev/null && [ -d "$layout" ] && [ "${img%%:*}" = debian ]; then
-      group_start "$label" "$dir/group"
+      fs_start "$label" "$dir/group"
       for i in $(seq "$RUNS"); do
         out=$(timed umoci unpack --image "$layout:$tag" "$dir/group/umoci-$i")
         u+=("${out% *}")
       done
-      group_end "$label" "$dir/group"
+      fs_end "$label" "$dir/group"
       printf '%-7s %-20s umoci unpack %6.2fs (unpack only, no download)\n' "$label" "$img" \
         "$(printf '%s\n' "${u[@]}" | median)" | tee -a "$OUT/summary"
     fi
@@ -116,7 +132,7 @@ run_fs() { # label dir
   # commit: the 2,000-file change on debian:multi, gzip, overlay
   if [ "$EXTRAS" = 1 ] && [[ " $IMAGES " == *" debian:multi "* ]]; then
     local cm=() out g=$dir/group
-    group_start "$label" "$g"
+    fs_start "$label" "$g"
     for i in $(seq "$RUNS"); do
       local st=$g/strata-$i
       "$STRATA" --root "$st" --snapshotter overlay image pull --plain-http "$REG/debian:multi" >/dev/null 2>&1
@@ -129,16 +145,20 @@ run_fs() { # label dir
       cm+=("${out% *}")
       unmount_under "$st"
     done
-    group_end "$label" "$g"
+    fs_end "$label" "$g"
     printf '%-7s debian:multi commit of the modify-tree.sh change (gzip, overlay): %.2fs\n' "$label" \
       "$(printf '%s\n' "${cm[@]}" | median)" | tee -a "$OUT/summary"
   fi
 }
 
 echo "# $(date -u +%FT%TZ) strata bench-pull, $RUNS runs, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/summary"
+{
+  echo "Pull, $(date -u +%F), \`scripts/bench-pull.sh $RUNS\` (IMAGES=\"$IMAGES\" FS=\"$FS\" SNAPSHOTTERS=\"$SNAPSHOTTERS\"), $(nproc) cores; seconds as min median max (SPREAD: max/min > 1.3)."
+  echo
+  echo "| fs | image | snapshotter | strata | containerd 1.6 | strata/ctr (medians) | floor | strata/floor | strata peak RSS |"
+  echo "|---|---|---|---|---|---|---|---|---|"
+} >"$OUT/table.md"
 for fs in $FS; do
-  case $fs in
-    root) run_fs root "$OUT/rootfs" ;;
-    scratch) run_fs scratch "$OUT/scratch" ;;
-  esac
+  run_fs "$fs" "$OUT/$fs"
 done
+echo "markdown table: $OUT/table.md"

@@ -37,3 +37,46 @@ ctd_kill() {
   if [ -n "$CTD_PID" ]; then kill "$CTD_PID" 2>/dev/null || true; wait "$CTD_PID" 2>/dev/null || true; fi
   CTD_PID=
 }
+
+# "min median max" of the numbers on stdin, with " SPREAD" appended when max/min > 1.3
+# (such a group is re-run or reported as flagged, never silently).
+spread() {
+  sort -g | awk '{a[NR]=$1} END {
+    m = (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2);
+    printf "%.2f %.2f %.2f%s\n", a[1], m, a[NR], (a[1] > 0 && a[NR]/a[1] > 1.3 ? " SPREAD" : "") }'
+}
+
+# The same starting state for every timed run: dirty pages written, caches dropped, then
+# the registry's blobs and the tools' binaries read back into the page cache (a pull
+# reads them from memory, as a warm registry serves them).
+steady_start() {
+  sync
+  echo 3 >/proc/sys/vm/drop_caches
+  local data=${PEERS_DATA:-/tmp/peers-data}
+  [ -d "$data/registry" ] && find "$data/registry" -type f -exec cat {} + >/dev/null
+  local b
+  for b in "$@" "$(command -v ctr)" "$(command -v containerd)"; do [ -f "$b" ] && cat "$b" >/dev/null; done
+  return 0
+}
+
+# A place for one group of runs on filesystem FS: a fresh tmpfs, a fresh loop ext4
+# (../shared/peers/scratch-fs.sh), or a new directory on the root fs.
+fs_start() { # fs dir
+  case $1 in
+    tmpfs) mkdir -p "$2"; mount -t tmpfs -o size=12G tmpfs "$2" ;;
+    scratch) bash "$(dirname "${BASH_SOURCE[0]}")/../../shared/peers/scratch-fs.sh" mount "$2" 24G >/dev/null ;;
+    *) mkdir -p "$2" ;;
+  esac
+}
+
+# Ends a group: unmounts what runs left mounted, then drops the filesystem. On the root
+# fs the trees are deleted after the group and SETTLE seconds pass (ext4 makes new
+# inodes slow for a while after mass deletes: see bench-pull.sh).
+fs_end() { # fs dir
+  unmount_under "$2"
+  case $1 in
+    tmpfs) umount "$2" || umount -l "$2" ;;
+    scratch) bash "$(dirname "${BASH_SOURCE[0]}")/../../shared/peers/scratch-fs.sh" umount "$2" >/dev/null ;;
+    *) rm -rf "$2"; sync; sleep "${SETTLE:-120}" ;;
+  esac
+}

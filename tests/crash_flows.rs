@@ -28,6 +28,7 @@ use e2e_common::*;
 use registry_common::{Registry, noise};
 use strata::content::{Digest, Labels};
 use strata::image::build::{BuiltLayer, ImageBuilder, LayerBuilder};
+use strata::image::check::CheckOptions;
 use strata::image::identity::{chain_id_step, chain_ids};
 use strata::image::remote::RegistryOptions;
 use strata::image::service::{
@@ -117,11 +118,38 @@ async fn crash_child() {
                 .unwrap();
             println!("RESULT chain={}", c.chain_id.unwrap());
         }
+        "push" => {
+            // Pushes the image pulled as `STRATA_CRASH_REF` under a new name.
+            let to = env("STRATA_CRASH_PUSH_TO");
+            let opts = PushOptions {
+                registry: reg_opts(),
+                ..Default::default()
+            };
+            let d = root
+                .service()
+                .push(&reference, Some(&to), opts)
+                .await
+                .unwrap();
+            println!("RESULT pushed={}", d.digest());
+        }
+        "gc" => {
+            let s = root.collector().unwrap().collect().await.unwrap();
+            println!("RESULT {s:?}");
+        }
         r => panic!("unknown role {r}"),
     }
 }
 
 async fn spawn_child(role: &str, root: &Path, reference: &str) -> tokio::process::Child {
+    spawn_child_env(role, root, reference, &[]).await
+}
+
+async fn spawn_child_env(
+    role: &str,
+    root: &Path,
+    reference: &str,
+    env: &[(&str, &str)],
+) -> tokio::process::Child {
     tokio::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--ignored",
@@ -133,6 +161,7 @@ async fn spawn_child(role: &str, root: &Path, reference: &str) -> tokio::process
         .env("STRATA_CRASH_ROLE", role)
         .env("STRATA_CRASH_ROOT", root)
         .env("STRATA_CRASH_REF", reference)
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
@@ -156,6 +185,12 @@ enum KillAt {
     IngestBytes,
     /// A committed snapshot whose parent is this one exists.
     ChildOf(String),
+    /// The proxy has received more than this many request bytes (an upload is under way).
+    Uploaded(Arc<AtomicU64>, u64),
+    /// Fewer than this many files are left under `content/blobs/sha256`.
+    FewerBlobs(usize),
+    /// Fewer than this many snapshots are left.
+    FewerSnapshots(usize),
     /// After this long.
     After(Duration),
 }
@@ -207,6 +242,9 @@ async fn run_until(mut child: tokio::process::Child, root: &Path, at: KillAt) ->
                 .await
                 .iter()
                 .any(|i| i.kind == Kind::Committed && &i.parent == p),
+            KillAt::Uploaded(n, limit) => n.load(Ordering::SeqCst) > *limit,
+            KillAt::FewerBlobs(n) => blob_files(root) < *n,
+            KillAt::FewerSnapshots(n) => walk(&sn).await.len() < *n,
             KillAt::After(d) => start.elapsed() >= *d,
         };
         if hit {
@@ -224,6 +262,10 @@ async fn run_until(mut child: tokio::process::Child, root: &Path, at: KillAt) ->
 async fn walk(sn: &Arc<dyn Snapshotter>) -> Vec<strata::snapshot::Info> {
     // The child may be mid-transaction; a failed read just means "look again".
     sn.walk(&[]).await.unwrap_or_default()
+}
+
+fn blob_files(root: &Path) -> usize {
+    std::fs::read_dir(root.join("content/blobs/sha256")).map_or(0, |rd| rd.count())
 }
 
 fn ingest_bytes(root: &Path) -> u64 {
@@ -266,6 +308,8 @@ struct StallProxy {
     stalled: Arc<AtomicBool>,
     /// Response bytes forwarded, all connections.
     served: Arc<AtomicU64>,
+    /// Request bytes forwarded, all connections.
+    received: Arc<AtomicU64>,
 }
 
 impl StallProxy {
@@ -275,10 +319,17 @@ impl StallProxy {
         let armed = Arc::new(AtomicBool::new(false));
         let stalled = Arc::new(AtomicBool::new(false));
         let served = Arc::new(AtomicU64::new(0));
-        let (a2, s2, v2) = (armed.clone(), stalled.clone(), served.clone());
+        let received = Arc::new(AtomicU64::new(0));
+        let (a2, s2, v2, r2) = (
+            armed.clone(),
+            stalled.clone(),
+            served.clone(),
+            received.clone(),
+        );
         tokio::spawn(async move {
             while let Ok((c, _)) = l.accept().await {
                 let (a, s, v, up) = (a2.clone(), s2.clone(), v2.clone(), upstream.clone());
+                let r = r2.clone();
                 tokio::spawn(async move {
                     let Ok(u) = TcpStream::connect(&up).await else {
                         return;
@@ -286,7 +337,13 @@ impl StallProxy {
                     let (mut cr, mut cw) = c.into_split();
                     let (mut ur, mut uw) = u.into_split();
                     let up_task = tokio::spawn(async move {
-                        let _ = tokio::io::copy(&mut cr, &mut uw).await;
+                        let mut buf = vec![0u8; 16 * 1024];
+                        while let Ok(n @ 1..) = cr.read(&mut buf).await {
+                            if uw.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                            r.fetch_add(n as u64, Ordering::SeqCst);
+                        }
                         let _ = uw.shutdown().await;
                     });
                     let mut sent = 0u64;
@@ -317,6 +374,7 @@ impl StallProxy {
             armed,
             stalled,
             served,
+            received,
         }
     }
 }
@@ -786,6 +844,130 @@ async fn kill_commit_after_snapshot_before_image_record() {
     .await;
     // The window is a few writes long; report when the child won the race.
     eprintln!("after-snapshot kill point reached: {killed}");
+}
+
+/// Push killed mid-upload (2 MiB into its blob uploads) and after short delays, each to
+/// a new repository: the re-run push completes with the same manifest, a fresh pull of
+/// what the registry then serves is whole, and the pushing root is untouched (`check`
+/// clean, the image whole).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_push_mid_upload() {
+    let Some(f) = fixture().await else { return };
+    let root = f.work.path().join("push");
+    // Built here, not pulled: pulled blobs carry a source label, and the push would
+    // mount them from the registry's other repository instead of uploading.
+    let r = Root::open(&root, SN);
+    let mut b = ImageBuilder::new();
+    for l in test_layers() {
+        b = b.layer(l);
+    }
+    let img = b
+        .write(r.content(), r.images(), "crash/img:1")
+        .await
+        .unwrap();
+    let manifest = img.target.digest().clone();
+    let push_opts = || PushOptions {
+        registry: reg_opts(),
+        ..Default::default()
+    };
+    let mut kills = Vec::new();
+    for (i, delay) in [None, Some(150), Some(400)].into_iter().enumerate() {
+        let to = format!("{}/crash/pushed-{i}:1", f.proxy.addr);
+        let at = match delay {
+            None => KillAt::Uploaded(
+                f.proxy.received.clone(),
+                f.proxy.received.load(Ordering::SeqCst) + (2 << 20),
+            ),
+            Some(ms) => KillAt::After(Duration::from_millis(ms)),
+        };
+        let env = [("STRATA_CRASH_PUSH_TO", to.as_str())];
+        let child = spawn_child_env("push", &root, "crash/img:1", &env).await;
+        kills.push(run_until(child, &root, at).await);
+        let d = r.service().push("crash/img:1", Some(&to), push_opts());
+        assert_eq!(d.await.unwrap().digest(), &manifest, "push {i}");
+        let fresh = Root::open(&f.work.path().join(format!("push-check-{i}")), SN);
+        let q = fresh.service().pull(&to, pull_opts()).await.unwrap();
+        assert_image_whole(&fresh, &q.image.name, &manifest, &f.chains, &f.tree).await;
+    }
+    eprintln!("push: killed {kills:?} (mid-upload, 150 ms, 400 ms)");
+    assert!(kills[0], "the push must have been killed mid-upload");
+    let report = r.check(&CheckOptions::default()).await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.damage);
+    assert_clean_after_gc(&r, "push").await;
+    assert_eq!(
+        r.images().get("crash/img:1").await.unwrap().target.digest(),
+        &manifest
+    );
+}
+
+/// A root holding the fixture image (pulled, unpacked) and garbage: 300 unreferenced
+/// blobs and 30 unreferenced committed snapshots. Returns the counts of blob files and
+/// snapshots before and after a full GC would run.
+async fn gc_garbage_root(f: &Fixture, path: &Path) -> ((usize, usize), (usize, usize)) {
+    let r = Root::open(path, SN);
+    r.service().pull(&f.remote, pull_opts()).await.unwrap();
+    let keep = (blob_files(path), walk(r.snapshotter()).await.len());
+    for i in 0..300u32 {
+        let bytes = format!("garbage {i}").into_bytes();
+        let desc = strata::content::Descriptor::new(
+            "application/octet-stream".into(),
+            bytes.len() as u64,
+            strata::content::digest::sha256(&bytes),
+        );
+        let reference = format!("garbage-{i}");
+        let content = r.content();
+        strata::content::helpers::write_blob(content, &reference, &bytes[..], &desc, Labels::new())
+            .await
+            .unwrap();
+    }
+    let sn = r.snapshotter();
+    for i in 0..30 {
+        let key = format!("garbage-active-{i}");
+        sn.prepare(&key, "", Default::default()).await.unwrap();
+        let name = format!("garbage-{i}");
+        sn.commit(&name, &key, Default::default()).await.unwrap();
+    }
+    let all = (blob_files(path), walk(sn).await.len());
+    (all, keep)
+}
+
+/// GC killed while deleting blobs and while removing snapshots: the re-run GC removes
+/// the rest and nothing else; the image stays whole and `check` is clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_gc_mid_sweep() {
+    let Some(f) = fixture().await else { return };
+    type At = fn((usize, usize)) -> KillAt;
+    let cases: [(&str, At); 2] = [
+        ("gc-mid-content", |(blobs, _)| {
+            KillAt::FewerBlobs(blobs - 20)
+        }),
+        ("gc-mid-snapshots", |(_, snaps)| {
+            KillAt::FewerSnapshots(snaps - 3)
+        }),
+    ];
+    let mut kills = Vec::new();
+    for (case, at) in cases {
+        let root = f.work.path().join(case);
+        let (all, keep) = gc_garbage_root(&f, &root).await;
+        let child = spawn_child("gc", &root, "").await;
+        kills.push(run_until(child, &root, at(all)).await);
+        let r = Root::open(&root, SN);
+        r.gc_collector().collect().await.unwrap();
+        let after = (blob_files(&root), walk(r.snapshotter()).await.len());
+        assert_eq!(
+            after, keep,
+            "{case}: (blobs, snapshots) after the re-run GC"
+        );
+        let report = r.check(&CheckOptions::default()).await.unwrap();
+        assert!(report.is_clean(), "{case}: {:?}", report.damage);
+        assert_clean_after_gc(&r, case).await;
+        let name = r.images().list(&[] as &[String]).await.unwrap()[0]
+            .name
+            .clone();
+        assert_image_whole(&r, &name, &f.manifest, &f.chains, &f.tree).await;
+    }
+    eprintln!("gc: killed {kills:?} (mid-content, mid-snapshots)");
+    assert!(kills[0], "GC must have been killed while deleting blobs");
 }
 
 /// Two processes pull one image into one root at once: both succeed, no lock error is

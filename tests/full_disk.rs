@@ -145,3 +145,78 @@ async fn full_disk_reads_frees_and_recovers() {
     let (ok, out) = cli(&dir, &["check"]);
     assert!(ok, "check after recovery: {out}");
 }
+
+/// A bind mount of `src` at a new directory, remounted read-only; unmounted on drop.
+struct ReadOnlyBind(tempfile::TempDir);
+
+impl ReadOnlyBind {
+    fn mount(src: &Path) -> ReadOnlyBind {
+        let dir = tempfile::tempdir().unwrap();
+        for args in [&["--bind"][..], &["-o", "remount,bind,ro"]] {
+            let st = Command::new("mount")
+                .args(args)
+                .arg(src)
+                .arg(dir.path())
+                .status()
+                .unwrap();
+            assert!(st.success(), "mount {args:?}");
+        }
+        ReadOnlyBind(dir)
+    }
+}
+
+impl Drop for ReadOnlyBind {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.0.path()).status();
+    }
+}
+
+/// Every listing and inspection works on a read-only bind of a root, after the process
+/// that wrote it has closed it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_work_on_a_read_only_bind() {
+    if !is_root() {
+        return;
+    }
+    let Some(reg) = Registry::start(None).await else {
+        return;
+    };
+    let image = push_built(&reg.addr, "ro/img", &[1 << 20, 64 << 10], 3).await;
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("root");
+    let (top, config) = {
+        let root = Root::open(&dir, "overlay");
+        let p = root.pull(&image, pull_opts_plain()).await.unwrap();
+        let top = p.chain_ids.last().unwrap().to_string();
+        let sn = root.snapshotter();
+        sn.view("ro-view", &top, Default::default()).await.unwrap();
+        (top, p.image.target.digest().to_string())
+    };
+    let ro = ReadOnlyBind::mount(&dir);
+    assert!(
+        std::fs::write(ro.0.path().join("probe"), b"x").is_err(),
+        "the bind is read-only"
+    );
+    let cases: [(&[&str], &str); 11] = [
+        (&["image", "ls"], "ro/img"),
+        (&["image", "inspect", &image], &config),
+        (&["snapshot", "ls"], &top),
+        (&["snapshot", "info", &top], &top),
+        (&["snapshot", "usage", &top], ""),
+        (&["snapshot", "mounts", "ro-view"], "lowerdir"),
+        (&["content", "ls"], &config),
+        (&["content", "info", &config], &config),
+        (&["content", "active"], ""),
+        (&["lease", "ls"], ""),
+        (&["check", "--quick"], "0 damaged"),
+    ];
+    for (args, want) in cases {
+        let (ok, out) = cli(ro.0.path(), args);
+        assert!(
+            ok && out.contains(want),
+            "{args:?} on a read-only bind:\n{out}"
+        );
+    }
+    let (ok, out) = cli(ro.0.path(), &["content", "get", &config]);
+    assert!(ok && !out.is_empty(), "content get: {out}");
+}

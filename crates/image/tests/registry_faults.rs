@@ -7,7 +7,7 @@ mod registry_common;
 
 use registry_common::*;
 use strata_content::{Descriptor, IngestManager, Manager};
-use strata_image::remote::RegistryOptions;
+use strata_image::remote::{ParallelDownload, RegistryOptions};
 use strata_image::service::{FetchOptions, PushOptions, ref_key};
 
 fn reg_opts() -> RegistryOptions {
@@ -545,4 +545,142 @@ async fn reset_mid_body_resumes() {
         env.content.info(big.digest()).await.unwrap().size,
         big.size()
     );
+}
+
+/// Options that split downloads of 1 MiB and more into 1 MiB ranges over `connections`.
+fn ranged_opts(connections: usize) -> FetchOptions {
+    let mut o = fetch_opts();
+    o.registry.parallel_download = ParallelDownload {
+        threshold: 1 << 20,
+        chunk_size: 1 << 20,
+        connections,
+    };
+    o
+}
+
+/// `(start, end)` of each `Range: bytes=a-b` request (`a-`: to `size`), sorted.
+fn ranges_of(gets: &[Seen], size: u64) -> Vec<(u64, u64)> {
+    let mut r: Vec<(u64, u64)> = gets
+        .iter()
+        .map(|g| {
+            let r = g.range.as_deref().and_then(|r| r.strip_prefix("bytes="));
+            let (a, b) = r.and_then(|r| r.split_once('-')).expect("a range");
+            let end = if b.is_empty() {
+                size
+            } else {
+                b.parse::<u64>().unwrap() + 1
+            };
+            (a.parse().unwrap(), end)
+        })
+        .collect();
+    r.sort();
+    r
+}
+
+/// The 1 MiB ranges of a blob of `size` bytes.
+fn mib_ranges(size: u64) -> Vec<(u64, u64)> {
+    (0..size.div_ceil(1 << 20))
+        .map(|i| (i << 20, ((i + 1) << 20).min(size)))
+        .collect()
+}
+
+/// A big blob through a proxy that serves each connection at 4 MB/s: with four ranged
+/// connections it comes in well under the time one connection needs, each byte range
+/// asked once, and commits with its digest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn big_blob_comes_over_parallel_ranges() {
+    let Some((_reg, proxy, remote, _m, big)) = setup_with("ranges", 6 << 20).await else {
+        return;
+    };
+    let hex = big.digest().digest().to_string();
+    let h = hex.clone();
+    proxy.set_rule(move |m, p| match m == "GET" && p.contains(&h) {
+        true => Action::Throttle(4_000_000),
+        false => Action::Forward,
+    });
+    let mut took = Vec::new();
+    for connections in [1, 4] {
+        proxy.clear();
+        let env = Env::new();
+        let t = std::time::Instant::now();
+        env.svc
+            .fetch(&remote, ranged_opts(connections))
+            .await
+            .unwrap();
+        took.push(t.elapsed());
+        assert_eq!(
+            env.content.info(big.digest()).await.unwrap().size,
+            big.size()
+        );
+        let gets = blob_gets(&proxy, &hex);
+        if connections == 1 {
+            assert_eq!(gets.len(), 1, "{gets:?}");
+            assert_eq!(gets[0].range, None);
+        } else {
+            assert_eq!(ranges_of(&gets, big.size()), mib_ranges(big.size()));
+            assert_eq!(proxy.served(&hex), big.size());
+        }
+    }
+    eprintln!("one connection {:?}, four {:?}", took[0], took[1]);
+    assert!(took[1] < took[0] * 6 / 10, "{took:?}");
+}
+
+/// A registry that ignores `Range` (answers 200 to the first range) gets one plain
+/// download: the rest of that response is used, nothing is asked twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_ignoring_ranges_gets_one_download() {
+    let Some((_reg, proxy, remote, _m, big)) = setup_with("norange", 3 << 20).await else {
+        return;
+    };
+    let hex = big.digest().digest().to_string();
+    let h = hex.clone();
+    proxy.set_rule(move |m, p| match m == "GET" && p.contains(&h) {
+        true => Action::IgnoreRange,
+        false => Action::Forward,
+    });
+    let env = Env::new();
+    env.svc.fetch(&remote, ranged_opts(4)).await.unwrap();
+    let gets = blob_gets(&proxy, &hex);
+    assert_eq!(gets.len(), 1, "{gets:?}");
+    assert_eq!(gets[0].range.as_deref(), Some("bytes=0-1048575"));
+    assert_eq!(gets[0].body_bytes, big.size());
+    assert_eq!(
+        env.content.info(big.digest()).await.unwrap().size,
+        big.size()
+    );
+}
+
+/// One range whose connection is reset resumes alone, from where it stopped, to its own
+/// end; the blob commits whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_range_resumes_alone() {
+    let Some((_reg, proxy, remote, _m, big)) = setup_with("rangereset", 4 << 20).await else {
+        return;
+    };
+    let hex = big.digest().digest().to_string();
+    let (h, mut pending) = (hex.clone(), true);
+    proxy.set_gate(move |m, p, head| {
+        let third = head
+            .to_ascii_lowercase()
+            .contains("range: bytes=2097152-3145727");
+        (m == "GET" && p.contains(&h) && third && std::mem::take(&mut pending))
+            .then_some(Action::ResetAfter(100_000))
+    });
+    let env = Env::new();
+    env.svc.fetch(&remote, ranged_opts(4)).await.unwrap();
+    assert_eq!(
+        env.content.info(big.digest()).await.unwrap().size,
+        big.size()
+    );
+    let gets = blob_gets(&proxy, &hex);
+    assert_eq!(gets.len(), mib_ranges(big.size()).len() + 1, "{gets:?}");
+    let again = gets.iter().find(|g| {
+        let r = g.range.as_deref().unwrap_or_default();
+        r.starts_with("bytes=2") && r.ends_with("-3145727") && r != "bytes=2097152-3145727"
+    });
+    assert!(
+        again.is_some(),
+        "the reset range resumed from its offset: {gets:?}"
+    );
+    assert!(proxy.served(&hex) <= big.size() + 100_000);
 }

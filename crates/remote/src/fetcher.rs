@@ -36,10 +36,12 @@ impl std::fmt::Debug for Fetcher {
     }
 }
 
-struct Opened {
+pub(crate) struct Opened {
     body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
     /// Bytes to drop from the body (the server ignored `Range`).
     skip: u64,
+    /// The server answered `206 Partial Content` to a `Range` request.
+    pub(crate) partial: bool,
     /// The host's request permit, held until the body ends.
     _permit: OwnedSemaphorePermit,
 }
@@ -94,21 +96,39 @@ impl Fetcher {
                 desc.digest()
             )));
         }
-        let first = if offset == size {
-            None
-        } else {
-            Some(self.open(desc, offset).await?)
-        };
+        if offset == size {
+            return Ok(self.range_stream(desc, offset, size, None));
+        }
+        if !media_types::is_manifest(&mt) && !media_types::is_index(&mt) {
+            let p = &self.client.opts.parallel_download;
+            if p.applies(size - offset) {
+                return crate::parallel::fetch(self, desc, offset, p).await;
+            }
+        }
+        let first = self.open(desc, offset, size).await?;
+        Ok(self.range_stream(desc, offset, size, Some(first)))
+    }
+
+    /// Bytes `offset..end` of `desc`, continuing the response `first` if given, and
+    /// resuming as [`Fetcher::fetch`] does.
+    pub(crate) fn range_stream(
+        &self,
+        desc: &Descriptor,
+        offset: u64,
+        end: u64,
+        first: Option<Opened>,
+    ) -> BlobStream {
         let state = StreamState {
             fetcher: self.clone(),
             desc: desc.clone(),
             pos: offset,
+            end,
             cur: first,
             retries: 0,
             last_progress: Instant::now(),
-            done: offset == size,
+            done: offset == end,
         };
-        Ok(Box::pin(futures::stream::unfold(state, next_chunk)))
+        Box::pin(futures::stream::unfold(state, next_chunk))
     }
 
     /// The whole blob in memory (for manifests, indexes and configs), at most `limit`
@@ -132,7 +152,9 @@ impl Fetcher {
         Ok(out.into())
     }
 
-    async fn open(&self, desc: &Descriptor, offset: u64) -> Result<Opened> {
+    /// One GET for bytes `offset..end` of `desc` (a `Range` header unless that is the
+    /// whole blob), trying each host in order.
+    pub(crate) async fn open(&self, desc: &Descriptor, offset: u64, end: u64) -> Result<Opened> {
         let mt = desc.media_type().to_string();
         let kind = if media_types::is_manifest(&mt) || media_types::is_index(&mt) {
             "manifests"
@@ -152,7 +174,9 @@ impl Fetcher {
             if kind == "manifests" {
                 req = req.header(ACCEPT, &format!("{mt}, {}", accept_header()));
             }
-            if offset > 0 {
+            if end < desc.size() {
+                req = req.header(RANGE, &format!("bytes={offset}-{}", end - 1));
+            } else if offset > 0 {
                 req = req.header(RANGE, &format!("bytes={offset}-"));
             }
             let res = match self.client.send_held(&host, &scopes, &req).await {
@@ -176,6 +200,7 @@ async fn check_response(
     permit: OwnedSemaphorePermit,
 ) -> Result<Opened> {
     let status = resp.status();
+    let partial = status == StatusCode::PARTIAL_CONTENT;
     let skip = match status {
         StatusCode::OK => offset,
         StatusCode::PARTIAL_CONTENT => {
@@ -202,6 +227,7 @@ async fn check_response(
     Ok(Opened {
         body: Box::pin(resp.bytes_stream()),
         skip,
+        partial,
         _permit: permit,
     })
 }
@@ -210,6 +236,8 @@ struct StreamState {
     fetcher: Fetcher,
     desc: Descriptor,
     pos: u64,
+    /// Where this stream ends (the blob's size, or the end of a range).
+    end: u64,
     cur: Option<Opened>,
     /// Reconnections since the last byte.
     retries: u32,
@@ -222,13 +250,13 @@ async fn next_chunk(mut st: StreamState) -> Option<(Result<Bytes>, StreamState)>
     if st.done {
         return None;
     }
-    let size = st.desc.size();
+    let (size, end) = (st.desc.size(), st.end);
     let opts = &st.fetcher.client.opts;
     let (max_retries, delay) = (opts.max_retries, opts.retry_delay);
     let (idle, progress_timeout) = (opts.idle_timeout, opts.progress_timeout);
     loop {
         let why = match st.cur.as_mut() {
-            None => match st.fetcher.open(&st.desc, st.pos).await {
+            None => match st.fetcher.open(&st.desc, st.pos, end).await {
                 Ok(o) => {
                     st.cur = Some(o);
                     continue;
@@ -253,17 +281,25 @@ async fn next_chunk(mut st: StreamState) -> Option<(Result<Bytes>, StreamState)>
                     if chunk.is_empty() {
                         continue;
                     }
-                    if st.pos + chunk.len() as u64 > size {
-                        st.done = true;
-                        let e = Error::failed_precondition(format!(
-                            "registry sent more than the {size} bytes of {}",
-                            st.desc.digest()
-                        ));
-                        return Some((Err(e), st));
+                    if st.pos + chunk.len() as u64 > end {
+                        if end == size {
+                            st.done = true;
+                            let e = Error::failed_precondition(format!(
+                                "registry sent more than the {size} bytes of {}",
+                                st.desc.digest()
+                            ));
+                            return Some((Err(e), st));
+                        }
+                        // A range's end: what follows belongs to the next range.
+                        chunk.truncate((end - st.pos) as usize);
                     }
                     st.pos += chunk.len() as u64;
                     st.retries = 0;
                     st.last_progress = Instant::now();
+                    if st.pos == end {
+                        st.done = true;
+                        st.cur = None;
+                    }
                     return Some((Ok(chunk), st));
                 }
                 Ok(Some(Err(e))) => {
@@ -272,7 +308,7 @@ async fn next_chunk(mut st: StreamState) -> Option<(Result<Bytes>, StreamState)>
                 }
                 Ok(None) => {
                     st.cur = None;
-                    if st.pos == size {
+                    if st.pos == end {
                         st.done = true;
                         return None;
                     }

@@ -11,7 +11,8 @@
 //! - [`Resolver`]: turns a [`Reference`](crate::reference::Reference) into the descriptor
 //!   of its manifest or index (HEAD, then GET), and hands out [`Fetcher`]s and [`Pusher`]s.
 //! - [`Fetcher`]: streams manifests and blobs by descriptor, from an offset, resuming a
-//!   dropped connection with `Range: bytes=<offset>-`.
+//!   dropped connection with `Range: bytes=<offset>-`; a large blob comes over several
+//!   connections at once, each a `Range` of it ([`ParallelDownload`]), still in order.
 //! - [`Pusher`]: uploads blobs (skipping existing ones, mounting across repositories,
 //!   monolithic or chunked) and manifests by tag or digest.
 //! - [`auth`]: the `WWW-Authenticate` challenge parser, bearer tokens (cached per host and
@@ -40,6 +41,7 @@ pub mod docker_config;
 mod fetcher;
 pub mod hosts;
 pub mod media_types;
+mod parallel;
 mod proxy;
 mod pusher;
 pub mod reference;
@@ -50,6 +52,7 @@ mod tls;
 pub use auth::{Challenge, Credentials, CredentialsFn, parse_www_authenticate};
 pub use credentials::CredentialSources;
 pub use fetcher::{BlobStream, Fetcher};
+pub use parallel::ParallelDownload;
 pub use proxy::ProxyConfig;
 pub use pusher::{PushStatus, Pusher};
 pub use resolver::{MAX_MANIFEST_SIZE, Resolver};
@@ -108,6 +111,8 @@ pub struct RegistryOptions {
     /// process (the first client to reach a host sets its limit). A download counts
     /// until its body ends. Default 16.
     pub max_requests_per_host: usize,
+    /// Downloading one large blob over several connections at once (ranged requests).
+    pub parallel_download: ParallelDownload,
     /// Blobs larger than this are pushed in chunks of this size (PATCH); smaller ones in
     /// one PUT.
     pub push_chunk_size: u64,
@@ -131,6 +136,7 @@ impl Default for RegistryOptions {
             idle_timeout: Duration::from_secs(30),
             progress_timeout: Duration::from_secs(180),
             max_requests_per_host: 16,
+            parallel_download: ParallelDownload::default(),
             push_chunk_size: 16 << 20,
             user_agent: format!("strata/{}", env!("CARGO_PKG_VERSION")),
         }
@@ -153,6 +159,7 @@ impl std::fmt::Debug for RegistryOptions {
             .field("idle_timeout", &self.idle_timeout)
             .field("progress_timeout", &self.progress_timeout)
             .field("max_requests_per_host", &self.max_requests_per_host)
+            .field("parallel_download", &self.parallel_download)
             .field("push_chunk_size", &self.push_chunk_size)
             .finish()
     }

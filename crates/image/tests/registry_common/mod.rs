@@ -217,6 +217,11 @@ pub enum Action {
     Respond(Vec<(String, String)>, Vec<u8>),
     /// Answer with this status, headers and body.
     Reply(u16, Vec<(String, String)>, Vec<u8>),
+    /// Pass through at this many body bytes per second (a per-connection limit, as
+    /// CDNs impose).
+    Throttle(u64),
+    /// Forward without the `Range` header (a registry that ignores ranges).
+    IgnoreRange,
 }
 
 /// One request seen by the proxy.
@@ -323,6 +328,16 @@ async fn read_head(s: &mut TcpStream) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
     }
 }
 
+/// `head` without the header lines starting with `prefix` (lowercase, with the colon).
+fn without_header(head: &[u8], prefix: &str) -> Vec<u8> {
+    let text = String::from_utf8_lossy(head);
+    let kept: Vec<&str> = text
+        .split("\r\n")
+        .filter(|l| !l.to_ascii_lowercase().starts_with(prefix))
+        .collect();
+    kept.join("\r\n").into_bytes()
+}
+
 /// Replaces any `Connection` header with `Connection: close`.
 fn force_close(head: &[u8]) -> Vec<u8> {
     let text = String::from_utf8_lossy(head);
@@ -414,6 +429,10 @@ async fn handle(
         _ => {}
     }
     let mut u = TcpStream::connect(upstream).await?;
+    let head = match action {
+        Action::IgnoreRange => without_header(&head, "range:"),
+        _ => head,
+    };
     u.write_all(&force_close(&head)).await?;
     u.write_all(&rest).await?;
     let (mut cr, mut cw) = c.into_split();
@@ -449,6 +468,7 @@ async fn respond(
     let mut body = buf.split_off(end);
     cw.write_all(&force_close(&buf)).await?;
     let mut sent = 0u64;
+    let started = tokio::time::Instant::now();
     loop {
         if !body.is_empty() {
             match action {
@@ -459,6 +479,14 @@ async fn respond(
                     seen.lock().unwrap()[idx].body_bytes = sent;
                     if sent >= n {
                         return end_early(cw, &action).await;
+                    }
+                }
+                Action::Throttle(rate) => {
+                    for piece in body.chunks(16 << 10) {
+                        cw.write_all(piece).await?;
+                        sent += piece.len() as u64;
+                        let due = Duration::from_secs_f64(sent as f64 / rate as f64);
+                        tokio::time::sleep_until(started + due).await;
                     }
                 }
                 Action::Corrupt(at) => {
