@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The floor of a pull with plain tools: for each image, every layer is fetched from the
 # loopback registry with curl, written to a file (the blob store's copy), hashed
-# (sha256sum of the compressed and of the uncompressed stream), decompressed (pigz or
+# (`openssl dgst -sha256`, SHA-NI, 5x coreutils' sha256sum here, of the compressed and of
+# the uncompressed stream), decompressed (pigz or
 # zstd) and extracted with GNU tar into a directory of its own (overlay-style layers,
 # whiteouts not applied); two layers at a time (two cores). No metadata, no fsync, no
-# checks: what a pull cannot beat on the same filesystem.
+# checks: what plain tools do on the same filesystem.
 #
 # Sourced by the other bench scripts for `floor_pull DIR REF`; run alone it prints
 # min/median/max per image and filesystem.
@@ -23,8 +24,8 @@ floor_layer() {
     *) dec=cat ;;
   esac
   mkdir -p "$dir/fs"
-  curl -fsS "$url" | tee "$dir/blob" >(sha256sum >"$dir/blob.sha256") |
-    $dec | tee >(sha256sum >"$dir/diff.sha256") | tar -x -C "$dir/fs"
+  curl -fsS "$url" | tee "$dir/blob" >(openssl dgst -sha256 -r >"$dir/blob.sha256") |
+    $dec | tee >(openssl dgst -sha256 -r >"$dir/diff.sha256") | tar -x -C "$dir/fs"
 }
 export -f floor_layer
 
@@ -60,7 +61,7 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   FS=${FS:-tmpfs scratch root}
   OUT=${OUT:-/tmp/strata-bench-floor}
   mkdir -p "$OUT"
-  echo "# $(date -u +%FT%TZ) floor (curl | tee file, sha256sum x2, pigz/zstd -d | tar -x; 2 layers at a time), $RUNS runs" | tee -a "$OUT/summary"
+  echo "# $(date -u +%FT%TZ) floor (curl | tee file, openssl sha256 x2, pigz/zstd -d | tar -x; 2 layers at a time), $RUNS runs" | tee -a "$OUT/summary"
   for fs in $FS; do
     for img in $IMAGES; do
       g=$OUT/group

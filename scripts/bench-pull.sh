@@ -6,7 +6,7 @@
 #   (from an OCI layout, so it is unpack only)
 # on a fresh tmpfs, a fresh loop ext4 (../shared/peers/scratch-fs.sh) and the root fs, with
 # containerd's root on the same filesystem as ours, and the floor (bench-floor.sh: curl |
-# sha256sum | pigz/zstd -d | tar -x, two layers at a time) on the same filesystem. Every
+# openssl sha256 | pigz/zstd -d | tar -x, two layers at a time) on the same filesystem. Every
 # timed run starts from the same state (caches dropped, registry blobs and binaries
 # re-read: steady_start in lib.sh); the tools are interleaved; each group reports
 # min/median/max and is flagged SPREAD when max/min > 1.3. Then the commit of the 2,000-file change of

@@ -20,6 +20,9 @@ declare -A DIR=(
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(apply tar_pax reference www_authenticate documents docker_config filter hosts_toml)
 export RUSTC_BOOTSTRAP=1
+# The layer targets create and delete a tree per run: on tmpfs that costs ~10x less than on
+# this root ext4.
+export TMPDIR=${TMPDIR:-/dev/shm}
 for t in "${targets[@]}"; do
   d=${DIR[$t]}
   corpus=$d/corpus/$t
@@ -34,8 +37,8 @@ for t in "${targets[@]}"; do
     -print_final_stats=1 -rss_limit_mb=4096 "${par[@]}" >"$log" 2>&1
   rc=$?
   set -e
-  execs=$(grep -h 'stat::number_of_executed_units' "$log" "$d"/fuzz-*.log 2>/dev/null | awk '{s+=$2} END {print s+0}')
-  cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
-  crashes=$(ls "$d/artifacts/$t" 2>/dev/null | wc -l)
+  execs=$(cat "$log" "$d"/fuzz-*.log 2>/dev/null | awk '/stat::number_of_executed_units/ {s+=$2} END {print s+0}' || true)
+  cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2 || true)
+  crashes=$(find "$d/artifacts/$t" -type f 2>/dev/null | wc -l)
   echo "$(date -u +%FT%TZ) $t: rc=$rc ${SECS}s execs=$execs cov=${cov:-?} artifacts=$crashes wall=$(( $(date +%s) - start ))s" | tee -a "$OUT/summary"
 done

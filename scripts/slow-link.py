@@ -12,32 +12,22 @@ import time
 BURST = 64 << 10
 
 
-async def throttled(reader, writer, rate):
+async def pipe(reader, writer, rate=None):
+    """Copies reader to writer; with a rate, at most that many bytes per second."""
     tokens, last = float(BURST), time.monotonic()
     try:
         while data := await reader.read(BURST):
             for i in range(0, len(data), 16 << 10):
                 piece = data[i:i + (16 << 10)]
-                while True:
+                while rate:
                     now = time.monotonic()
                     tokens, last = min(BURST, tokens + (now - last) * rate), now
                     if tokens >= len(piece):
+                        tokens -= len(piece)
                         break
                     await asyncio.sleep((len(piece) - tokens) / rate)
-                tokens -= len(piece)
                 writer.write(piece)
                 await writer.drain()
-    except (ConnectionError, asyncio.CancelledError):
-        pass
-    finally:
-        writer.close()
-
-
-async def plain(reader, writer):
-    try:
-        while data := await reader.read(1 << 16):
-            writer.write(data)
-            await writer.drain()
     except (ConnectionError, asyncio.CancelledError):
         pass
     finally:
@@ -54,7 +44,7 @@ async def main():
         except OSError:
             cw.close()
             return
-        await asyncio.gather(plain(cr, uw), throttled(ur, cw, rate))
+        await asyncio.gather(pipe(cr, uw), pipe(ur, cw, rate))
 
     server = await asyncio.start_server(handle, "127.0.0.1", port)
     async with server:

@@ -398,6 +398,18 @@ fn first_get_of(hex: &str, first: Action) -> impl FnMut(&str, &str) -> Action + 
     }
 }
 
+/// A rule that applies `action()` to every GET of blob `hex` and forwards the rest.
+fn every_get_of(
+    hex: &str,
+    action: impl Fn() -> Action + Send + 'static,
+) -> impl FnMut(&str, &str) -> Action + Send + 'static {
+    let hex = hex.to_string();
+    move |m, p| match m == "GET" && p.contains(&hex) {
+        true => action(),
+        false => Action::Forward,
+    }
+}
+
 /// The field case: a blob download that stops sending after 1 MiB (the
 /// connection stays open) completes, with the default settings, by dropping the
 /// connection after the idle timeout and resuming with `Range`, in under 45 s.
@@ -593,11 +605,7 @@ async fn big_blob_comes_over_parallel_ranges() {
         return;
     };
     let hex = big.digest().digest().to_string();
-    let h = hex.clone();
-    proxy.set_rule(move |m, p| match m == "GET" && p.contains(&h) {
-        true => Action::Throttle(4_000_000),
-        false => Action::Forward,
-    });
+    proxy.set_rule(every_get_of(&hex, || Action::Throttle(4_000_000)));
     let mut took = Vec::new();
     for connections in [1, 4] {
         proxy.clear();
@@ -633,11 +641,7 @@ async fn registry_ignoring_ranges_gets_one_download() {
         return;
     };
     let hex = big.digest().digest().to_string();
-    let h = hex.clone();
-    proxy.set_rule(move |m, p| match m == "GET" && p.contains(&h) {
-        true => Action::IgnoreRange,
-        false => Action::Forward,
-    });
+    proxy.set_rule(every_get_of(&hex, || Action::IgnoreRange));
     let env = Env::new();
     env.svc.fetch(&remote, ranged_opts(4)).await.unwrap();
     let gets = blob_gets(&proxy, &hex);

@@ -272,7 +272,8 @@ impl Reference {
         let mut name = if self.domain == DEFAULT_DOMAIN && !first_is_domain {
             self.path
                 .strip_prefix(OFFICIAL_REPO_PREFIX)
-                .filter(|rest| !rest.contains('/'))
+                // `library/<64 hex>` stays whole: a bare 64-hex name reads as an image ID.
+                .filter(|rest| !rest.contains('/') && !ANCHORED_ID_RE.is_match(rest))
                 .unwrap_or(&self.path)
                 .to_string()
         } else {

@@ -247,6 +247,11 @@ fn familiar_and_defaults() {
         // Found by fuzzing: the short form must not turn a path into a domain.
         ("docker.io/c.uer.i/u", "docker.io/c.uer.i/u"),
         ("docker.io/localhost/u", "docker.io/localhost/u"),
+        // Found by fuzzing: a bare 64-hex name is an image ID, not a repository.
+        (
+            "library/0000000000129000001000000000000000000012900000000000001296137280",
+            "library/0000000000129000001000000000000000000012900000000000001296137280",
+        ),
     ];
     for (full, fam) in cases {
         let r = Reference::parse_normalized(full).unwrap();
