@@ -213,6 +213,10 @@ fn field_examples() {
         "/api/v2"
     );
     assert_eq!(parse("override_path = true")[0].path, "/v2");
+    // Found by fuzzing (an assertion of the target's, not a bug): a URL without a path and
+    // override_path is the host's root.
+    let o = parse("server = \"https://a.example\"\noverride_path = true");
+    assert_eq!(o[0].path, "");
     // dial_timeout is accepted (and not applied).
     assert_eq!(parse(r#"dial_timeout = "1s""#).len(), 1);
 }
