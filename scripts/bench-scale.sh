@@ -135,8 +135,8 @@ for fs in $FS; do
       sp=$(printf '%s\n' "${t[@]}" | spread); med=$(cut -d' ' -f2 <<<"$sp")
       maxrss=$(printf '%s\n' "${rss[@]}" | sort -g | tail -1)
       printf '%-7s %-8s synth/%-12s %s s  %8d files %6.2f GB  %7.1f us/file  %6.2f s/GB  peak RSS %d MiB\n' \
-        "$fs" "$sn" "$v" "$sp" "$files" "$(echo "$bytes / 1e9" | bc -l)" \
-        "$(echo "$med * 1e6 / $files" | bc -l)" "$(echo "$med / ($bytes / 1e9)" | bc -l)" \
+        "$fs" "$sn" "$v" "$sp" "$files" "$(echo "$bytes / 1000000000" | bc -l)" \
+        "$(echo "$med * 1000000 / $files" | bc -l)" "$(echo "$med * 1000000000 / $bytes" | bc -l)" \
         "$((maxrss / 1024))" | tee -a "$OUT/summary"
     done
   done

@@ -62,6 +62,7 @@ steady_start() {
 # A place for one group of runs on filesystem FS: a fresh tmpfs, a fresh loop ext4
 # (../shared/peers/scratch-fs.sh), or a new directory on the root fs.
 fs_start() { # fs dir
+  mkdir -p "$(dirname "$2")"
   case $1 in
     tmpfs) mkdir -p "$2"; mount -t tmpfs -o size=12G tmpfs "$2" ;;
     scratch) bash "$(dirname "${BASH_SOURCE[0]}")/../../shared/peers/scratch-fs.sh" mount "$2" 24G >/dev/null ;;

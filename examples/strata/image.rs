@@ -196,6 +196,10 @@ pub struct RegistryArgs {
     /// Do not verify the registry's certificate.
     #[arg(long, short = 'k')]
     skip_verify: bool,
+    /// Connections per blob of 64 MiB or more, each fetching 8 MiB ranges (1: one plain
+    /// download per blob).
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    range_connections: usize,
 }
 
 impl RegistryArgs {
@@ -215,6 +219,7 @@ impl RegistryArgs {
             },
             skip_verify: self.skip_verify,
         };
+        o.parallel_download.connections = self.range_connections.max(1);
         o
     }
 }

@@ -144,17 +144,28 @@ impl Ahead {
                 return;
             };
             let s = self.fetcher.range_stream(&self.desc, a, b, None);
-            self.in_flight.push_back(Spawned(tokio::spawn(read_all(s))));
+            self.in_flight
+                .push_back(Spawned(tokio::spawn(read_all(s, (b - a) as usize))));
         }
     }
 }
 
-async fn read_all(mut s: BlobStream) -> Result<Vec<Bytes>> {
-    let mut out = Vec::new();
+/// The size of the pieces a buffered range is yielded in (what consumers queue).
+const PIECE: usize = 256 << 10;
+
+/// A range's bytes in one buffer of exactly its length (the network's chunks would keep
+/// their larger receive buffers alive while the range waits its turn), yielded as
+/// [`PIECE`]-sized slices of it.
+async fn read_all(mut s: BlobStream, len: usize) -> Result<Vec<Bytes>> {
+    let mut buf = bytes::BytesMut::with_capacity(len);
     while let Some(b) = s.next().await {
-        out.push(b?);
+        buf.extend_from_slice(&b?);
     }
-    Ok(out)
+    let buf = buf.freeze();
+    Ok((0..buf.len())
+        .step_by(PIECE)
+        .map(|i| buf.slice(i..(i + PIECE).min(buf.len())))
+        .collect())
 }
 
 /// A range download running on its own task; aborted when dropped (the download was
