@@ -41,17 +41,11 @@ serve_stop() {
 }
 trap 'ctd_kill; serve_stop' EXIT
 
-timed() { # one run: prints seconds
-  sync
-  /usr/bin/time -f "%e" -o "$OUT/time.out" "$@" >"$OUT/cmd.out" 2>"$OUT/cmd.err" ||
-    { echo "FAILED: $*" >&2; tail -5 "$OUT/cmd.err" >&2; return 1; }
-  cat "$OUT/time.out"
-}
 
 run_fs() { # label dir
   local label=$1 g=$2/group
   for img in $IMAGES; do
-    local s=() o=() i b
+    local s=() o=() i b out
     fs_start "$label" "$g"
     for i in $(seq "$RUNS"); do
       b=$g/proxy-$i
@@ -61,11 +55,11 @@ run_fs() { # label dir
   [proxy_plugins.strata]
     type = \"snapshot\"
     address = \"$b/strata.sock\""
-      s+=("$(timed ctr -a "$b/ctd/c.sock" -n bench images pull --plain-http --snapshotter strata "$REG/$img")")
+      out=$(timed ctr -a "$b/ctd/c.sock" -n bench images pull --plain-http --snapshotter strata "$REG/$img"); s+=("${out% *}")
       ctd_kill; serve_stop; unmount_under "$b"
       b=$g/overlayfs-$i
       ctd_start "$b/ctd"
-      o+=("$(timed ctr -a "$b/ctd/c.sock" -n bench images pull --plain-http --snapshotter overlayfs "$REG/$img")")
+      out=$(timed ctr -a "$b/ctd/c.sock" -n bench images pull --plain-http --snapshotter overlayfs "$REG/$img"); o+=("${out% *}")
       ctd_kill; unmount_under "$b"
     done
     fs_end "$label" "$g"

@@ -48,13 +48,6 @@ mkdir -p "$OUT"
 (cd "$HERE" && cargo build --release --example strata -q)
 STRATA=$HERE/target/release/examples/strata
 
-# one timed run: prints "seconds max_rss_kib"
-timed() {
-  sync
-  /usr/bin/time -f "%e %M" -o "$OUT/time.out" "$@" >"$OUT/cmd.out" 2>"$OUT/cmd.err" ||
-    { echo "FAILED: $*" >&2; tail -5 "$OUT/cmd.err" >&2; return 1; }
-  cat "$OUT/time.out"
-}
 
 # containerd: a fresh daemon per run (ctd_start in lib.sh), its root under the run's dir
 ctd_stop() { # base (kept on disk until the group's cleanup)

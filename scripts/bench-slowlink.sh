@@ -30,11 +30,6 @@ LINK_PID=$!
 trap 'ctd_kill; kill $LINK_PID 2>/dev/null || true' EXIT
 for _ in $(seq 50); do curl -fsS "http://127.0.0.1:$PORT/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
 
-timed() { # one run: prints seconds
-  /usr/bin/time -f "%e" -o "$OUT/time.out" "$@" >"$OUT/cmd.out" 2>"$OUT/cmd.err" ||
-    { echo "FAILED: $*" >&2; tail -5 "$OUT/cmd.err" >&2; return 1; }
-  cat "$OUT/time.out"
-}
 
 echo "# $(date -u +%FT%TZ) strata bench-slowlink, $RUNS runs, $RATE B/s per connection" | tee -a "$OUT/summary"
 for fs in $FS; do
@@ -43,11 +38,11 @@ for fs in $FS; do
     fs_start "$fs" "$g"
     for i in $(seq "$RUNS"); do
       steady_start "$STRATA"
-      s+=("$(timed "$STRATA" --root "$g/strata-$i" image pull --plain-http "$ref")")
+      out=$(timed "$STRATA" --root "$g/strata-$i" image pull --plain-http "$ref"); s+=("${out% *}")
       unmount_under "$g/strata-$i"; rm -rf "$g/strata-$i"
       steady_start
       ctd_start "$g/ctd-$i"
-      c+=("$(timed ctr -a "$g/ctd-$i/c.sock" -n bench images pull --plain-http --snapshotter overlayfs "$ref")")
+      out=$(timed ctr -a "$g/ctd-$i/c.sock" -n bench images pull --plain-http --snapshotter overlayfs "$ref"); c+=("${out% *}")
       ctd_kill; unmount_under "$g/ctd-$i"; rm -rf "$g/ctd-$i"
     done
     fs_end "$fs" "$g"

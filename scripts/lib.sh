@@ -38,6 +38,16 @@ ctd_kill() {
   CTD_PID=
 }
 
+# One timed run of a command, after a sync: prints "seconds max_rss_kib". Its output
+# goes to $OUT/cmd.out and $OUT/cmd.err; a failure prints the command and the end of
+# its stderr.
+timed() {
+  sync
+  /usr/bin/time -f "%e %M" -o "$OUT/time.out" "$@" >"$OUT/cmd.out" 2>"$OUT/cmd.err" ||
+    { echo "FAILED: $*" >&2; tail -5 "$OUT/cmd.err" >&2; return 1; }
+  cat "$OUT/time.out"
+}
+
 # "min median max" of the numbers on stdin, with " SPREAD" appended when max/min > 1.3
 # (such a group is re-run or reported as flagged, never silently).
 spread() {

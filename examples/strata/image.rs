@@ -16,7 +16,7 @@ use strata_content::{Provider, Store};
 use strata_image::image::{self as img, Image};
 use strata_image::platforms::{self, Platform};
 use strata_image::reference::normalize;
-use strata_image::remote::{RegistryOptions, TlsConfig};
+use strata_image::remote::{ParallelDownload, RegistryOptions, TlsConfig};
 use strata_image::service::{
     CommitOptions, ConfigChanges, FetchOptions, LayerState, PlatformSelection, Progress,
     ProgressFn, ProgressState, PullOptions, PushOptions, UnpackEvent, UnpackOptions,
@@ -196,9 +196,9 @@ pub struct RegistryArgs {
     /// Do not verify the registry's certificate.
     #[arg(long, short = 'k')]
     skip_verify: bool,
-    /// Connections per blob of 64 MiB or more, each fetching 8 MiB ranges (1: one plain
+    /// Connections per blob of 64 MiB or more, each fetching 4 MiB ranges (1: one plain
     /// download per blob).
-    #[arg(long, value_name = "N", default_value_t = 4)]
+    #[arg(long, value_name = "N", default_value_t = ParallelDownload::default().connections)]
     range_connections: usize,
 }
 

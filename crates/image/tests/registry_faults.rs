@@ -627,6 +627,8 @@ async fn big_blob_comes_over_parallel_ranges() {
         } else {
             assert_eq!(ranges_of(&gets, big.size()), mib_ranges(big.size()));
             assert_eq!(proxy.served(&hex), big.size());
+            let most = most_at_once(&gets);
+            assert!((2..=connections).contains(&most), "{most} at once");
         }
     }
     eprintln!("one connection {:?}, four {:?}", took[0], took[1]);

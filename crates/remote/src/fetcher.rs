@@ -79,10 +79,8 @@ impl Fetcher {
     /// `Unavailable` when the download cannot be resumed, `FailedPrecondition` when the
     /// server sends more than `desc.size()` bytes.
     pub async fn fetch(&self, desc: &Descriptor, offset: u64) -> Result<BlobStream> {
-        let mt = desc.media_type().to_string();
-        if (media_types::is_manifest(&mt) || media_types::is_index(&mt))
-            && desc.size() > MAX_MANIFEST_SIZE
-        {
+        let document = is_document(desc);
+        if document && desc.size() > MAX_MANIFEST_SIZE {
             return Err(Error::invalid_argument(format!(
                 "manifest {} is {} bytes, over the {MAX_MANIFEST_SIZE}-byte limit",
                 desc.digest(),
@@ -99,7 +97,7 @@ impl Fetcher {
         if offset == size {
             return Ok(self.range_stream(desc, offset, size, None));
         }
-        if !media_types::is_manifest(&mt) && !media_types::is_index(&mt) {
+        if !document {
             let p = &self.client.opts.parallel_download;
             if p.applies(size - offset) {
                 return crate::parallel::fetch(self, desc, offset, p).await;
@@ -155,8 +153,7 @@ impl Fetcher {
     /// One GET for bytes `offset..end` of `desc` (a `Range` header unless that is the
     /// whole blob), trying each host in order.
     pub(crate) async fn open(&self, desc: &Descriptor, offset: u64, end: u64) -> Result<Opened> {
-        let mt = desc.media_type().to_string();
-        let kind = if media_types::is_manifest(&mt) || media_types::is_index(&mt) {
+        let kind = if is_document(desc) {
             "manifests"
         } else {
             "blobs"
@@ -172,6 +169,7 @@ impl Fetcher {
             let url = host.url(&self.repo, &format!("{kind}/{}", desc.digest()));
             let mut req = Req::new(Method::GET, url);
             if kind == "manifests" {
+                let mt = desc.media_type().to_string();
                 req = req.header(ACCEPT, &format!("{mt}, {}", accept_header()));
             }
             if end < desc.size() {
@@ -191,6 +189,13 @@ impl Fetcher {
         }
         Err(tried.finish())
     }
+}
+
+/// Whether `desc` is a manifest or an index (served from `/manifests/`, size-limited,
+/// never split into ranges).
+fn is_document(desc: &Descriptor) -> bool {
+    let mt = desc.media_type().to_string();
+    media_types::is_manifest(&mt) || media_types::is_index(&mt)
 }
 
 async fn check_response(

@@ -23,8 +23,8 @@ const MIN_CHUNK: u64 = 64 << 10;
 /// hashes a growing prefix, and an interrupted download resumes from it as before. The
 /// first range shows whether the registry honours `Range`: a `200` instead of a `206`
 /// turns the download into one plain stream over that response. Each range resumes on
-/// its own after a dropped or stalled connection, as a whole download does. Memory: at
-/// most `connections + 1` ranges are buffered per download.
+/// its own after a dropped or stalled connection, as a whole download does. At most
+/// `connections` requests are open per download, and as many ranges are buffered.
 ///
 /// ```
 /// use strata_remote::{ParallelDownload, RegistryOptions};
@@ -37,7 +37,7 @@ const MIN_CHUNK: u64 = 64 << 10;
 pub struct ParallelDownload {
     /// Downloads shorter than this use one connection. Default 64 MiB.
     pub threshold: u64,
-    /// The size of each range (at least 64 KiB). Default 8 MiB.
+    /// The size of each range (at least 64 KiB). Default 4 MiB.
     pub chunk_size: u64,
     /// Connections per download; 1 turns ranged downloads off. Default 4.
     pub connections: usize,
@@ -47,7 +47,7 @@ impl Default for ParallelDownload {
     fn default() -> Self {
         ParallelDownload {
             threshold: 64 << 20,
-            chunk_size: 8 << 20,
+            chunk_size: 4 << 20,
             connections: 4,
         }
     }
@@ -101,17 +101,17 @@ pub(crate) async fn fetch(
         desc: desc.clone(),
         ranges,
         in_flight: VecDeque::new(),
+        ahead: p.connections - 1,
         failed: false,
     };
     // Start the ranges after the head now: they download while the head streams.
-    ahead.top_up(p.connections - 1);
-    let max = p.connections;
-    let rest = futures::stream::unfold(ahead, move |mut a| async move {
+    ahead.top_up();
+    let rest = futures::stream::unfold(ahead, |mut a| async move {
         if a.failed {
             return None;
         }
         let next = a.in_flight.pop_front()?;
-        a.top_up(max);
+        a.top_up();
         let r = next.await;
         a.failed = r.is_err();
         let items: Vec<Result<Bytes>> = match r {
@@ -133,13 +133,15 @@ struct Ahead {
     desc: Descriptor,
     ranges: VecDeque<(u64, u64)>,
     in_flight: VecDeque<Spawned>,
+    /// How many ranges run ahead of the one being yielded (or awaited): `connections - 1`.
+    ahead: usize,
     failed: bool,
 }
 
 impl Ahead {
-    /// Spawns ranges until `n` are in flight.
-    fn top_up(&mut self, n: usize) {
-        while self.in_flight.len() < n {
+    /// Spawns ranges until [`Ahead::ahead`] are in flight.
+    fn top_up(&mut self) {
+        while self.in_flight.len() < self.ahead {
             let Some((a, b)) = self.ranges.pop_front() else {
                 return;
             };

@@ -9,6 +9,7 @@
 //! shared `flock` on `snapshots/` and cleanup an exclusive one, so cleanup never sees a
 //! directory that is still being built (also across processes).
 
+use crate::du;
 use crate::snapshotter::{Info, Kind, Usage};
 use crate::storage::{MetaStore, Snapshot};
 use rustix::fd::OwnedFd;
@@ -124,15 +125,11 @@ impl Base {
         Ok(s)
     }
 
-    /// Commits active `key` as `name`; `usage_of(id)` computes the usage to freeze.
-    pub fn commit(
-        &self,
-        name: &str,
-        key: &str,
-        labels: &Labels,
-        usage_of: impl Fn(u64) -> Result<Usage>,
-    ) -> Result<()> {
-        self.commit_onto(name, key, None, labels, usage_of)
+    /// Commits active `key` as `name`. Its usage is measured on first use
+    /// ([`Base::usage`]): the committed tree never changes, so the figure is the same,
+    /// and a pull does not walk every layer it unpacks.
+    pub fn commit(&self, name: &str, key: &str, labels: &Labels) -> Result<()> {
+        self.commit_onto(name, key, None, labels)
     }
 
     /// [`Base::commit`], first giving `key` the parent `parent` when set (rebase).
@@ -142,32 +139,32 @@ impl Base {
         key: &str,
         parent: Option<&str>,
         labels: &Labels,
-        usage_of: impl Fn(u64) -> Result<Usage>,
     ) -> Result<()> {
         let _lock = self.lock(FlockOperation::LockShared)?;
-        loop {
-            let (id, info, _) = self.ms.read(|tx| tx.get_info(key))?;
-            let usage = if info.kind == Kind::Active {
-                usage_of(id)?
-            } else {
-                Usage::default()
-            };
-            let done = self.ms.write(|tx| {
-                // Checks name and key again; the usage must be of the same snapshot.
-                match tx.get_info(key) {
-                    Ok((now_id, _, _)) if now_id != id => return Ok(false),
-                    _ => {}
-                }
-                if let Some(p) = parent {
-                    tx.set_parent(key, p)?;
-                }
-                tx.commit_active(key, name, usage, labels)?;
-                fault_point("commit-before-tx-commit");
-                Ok(true)
-            })?;
-            if done {
-                return Ok(());
+        self.ms.write(|tx| {
+            if let Some(p) = parent {
+                tx.set_parent(key, p)?;
             }
+            tx.commit_active(key, name, None, labels)?;
+            fault_point("commit-before-tx-commit");
+            Ok(())
+        })
+    }
+
+    /// The usage of `key`: measured now for an active snapshot (in `tree(id)`), the
+    /// stored figure for the others, measured and stored on first use for a committed
+    /// snapshot.
+    pub fn usage(&self, key: &str, tree: impl Fn(u64) -> PathBuf) -> Result<Usage> {
+        let (id, info, stored) = self.ms.read(|tx| tx.get_info(key))?;
+        match (info.kind, stored) {
+            (Kind::Active, _) => du::disk_usage(&tree(id)),
+            (_, Some(u)) => Ok(u),
+            (Kind::Committed, None) => {
+                let u = du::disk_usage(&tree(id))?;
+                self.ms.write(|tx| tx.set_usage(id, u))?;
+                Ok(u)
+            }
+            (_, None) => Ok(Usage::default()),
         }
     }
 

@@ -175,6 +175,35 @@ fn uid_gid(st: &Stat) -> (Option<rustix::fs::Uid>, Option<rustix::fs::Gid>) {
     )
 }
 
+/// Gives the file just created as `fd` the owner `uid:gid` and the permission bits
+/// `mode` (`& 0o7777`; `uid`/`gid` `None`: keep the owner), calling `fchown`/`fchmod`
+/// only when one `fstat` shows them needed. Most entries of an image are created with
+/// their final owner (root) and mode (their create mode under a usual umask); on ext4
+/// each skipped call is a journalled inode update saved. Owner first: a `chown` clears
+/// setuid/setgid, so the mode is set again after one.
+///
+/// # Errors
+/// The failing call's errno.
+pub fn set_owner_and_mode(
+    fd: BorrowedFd<'_>,
+    owner: Option<(u32, u32)>,
+    mode: u32,
+) -> std::result::Result<(), Errno> {
+    let st = rustix::fs::fstat(fd)?;
+    let chown = owner.is_some_and(|(u, g)| st.st_uid != u || st.st_gid != g);
+    if let (true, Some((u, g))) = (chown, owner) {
+        rustix::fs::fchown(
+            fd,
+            Some(rustix::fs::Uid::from_raw(u)),
+            Some(rustix::fs::Gid::from_raw(g)),
+        )?;
+    }
+    if chown || st.st_mode & 0o7777 != mode & 0o7777 {
+        rustix::fs::fchmod(fd, Mode::from_raw_mode((mode & 0o7777) as _))?;
+    }
+    Ok(())
+}
+
 fn perm(st: &Stat) -> Mode {
     Mode::from_raw_mode(st.st_mode as _) & Mode::from_bits_retain(0o7777)
 }
@@ -452,11 +481,13 @@ impl Copier {
             }
         })
         .map_err(|e| io_err(|| format!("open {}", src_path()), e))?;
+        // Created with its permission bits (no setuid/setgid/sticky before the owner
+        // is right), so usually no chmod is needed after.
         let d = rustix::fs::openat(
             ddir,
             name,
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
-            Mode::from_bits_retain(0o600),
+            Mode::from_bits_retain(st.st_mode & 0o777),
         )
         .map_err(|e| io_err(|| format!("create {}", dst_path()), e))?;
         let size = st.st_size as u64;
@@ -465,9 +496,8 @@ impl Copier {
                 .map_err(|e| io_err(|| format!("copy {} to {}", src_path(), dst_path()), e))?;
         }
         let what = || format!("copy metadata to {}", dst_path());
-        let (u, g) = uid_gid(st);
-        rustix::fs::fchown(&d, u, g).map_err(|e| io_err(what, e))?;
-        rustix::fs::fchmod(&d, perm(st)).map_err(|e| io_err(what, e))?;
+        set_owner_and_mode(d.as_fd(), Some((st.st_uid, st.st_gid)), st.st_mode)
+            .map_err(|e| io_err(what, e))?;
         copy_xattrs(&Target::Fd(s.as_fd()), &Target::Fd(d.as_fd())).map_err(|e| io_err(what, e))?;
         rustix::fs::futimens(&d, &times_of(st)).map_err(|e| io_err(what, e))
     }

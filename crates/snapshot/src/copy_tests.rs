@@ -162,3 +162,34 @@ fn missing_source_is_not_found() {
     assert!(err.is_not_found(), "{err}");
     assert!(err.to_string().contains("/nonexistent/strata-src"));
 }
+
+/// Only what differs is changed, and a chown is followed by the mode again (it clears
+/// setuid): owner and mode come out exact whatever the create mode and umask gave.
+#[test]
+fn set_owner_and_mode_fixes_what_differs() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let d = tempfile::tempdir().unwrap();
+    let root = rustix::process::geteuid().is_root();
+    type Case = (u32, Option<(u32, u32)>, u32); // create mode, owner wanted, mode wanted
+    let cases: [Case; 4] = [
+        (0o644, None, 0o644),
+        (0o600, None, 0o666), // as if a umask had taken bits
+        (0o755, None, 0o4755),
+        (0o755, root.then_some((1000, 1001)), 0o6755),
+    ];
+    for (i, (create, owner, want)) in cases.into_iter().enumerate() {
+        let p = d.path().join(format!("f{i}"));
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(create)
+            .open(&p)
+            .unwrap();
+        set_owner_and_mode(f.as_fd(), owner, want).unwrap();
+        let md = std::fs::metadata(&p).unwrap();
+        assert_eq!(md.mode() & 0o7777, want, "case {i}");
+        if let Some((u, g)) = owner {
+            assert_eq!((md.uid(), md.gid()), (u, g), "case {i}");
+        }
+    }
+}

@@ -10,7 +10,7 @@
 use crate::base::{Base, blocking};
 use crate::snapshotter::{Info, Kind, Snapshotter, Usage};
 use crate::storage::Snapshot;
-use crate::{Mount, copy, du};
+use crate::{Mount, copy};
 use async_trait::async_trait;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -101,15 +101,7 @@ impl Snapshotter for NativeSnapshotter {
 
     async fn usage(&self, key: &str) -> Result<Usage> {
         let (b, key) = (self.base.clone(), key.to_owned());
-        blocking(move || {
-            let (id, info, usage) = b.ms.read(|tx| tx.get_info(&key))?;
-            if info.kind == Kind::Active {
-                du::disk_usage(&b.dir(id))
-            } else {
-                Ok(usage)
-            }
-        })
-        .await
+        blocking(move || b.usage(&key, |id| b.dir(id))).await
     }
 
     async fn mounts(&self, key: &str) -> Result<Vec<Mount>> {
@@ -131,7 +123,7 @@ impl Snapshotter for NativeSnapshotter {
 
     async fn commit(&self, name: &str, key: &str, labels: Labels) -> Result<()> {
         let (b, name, key) = (self.base.clone(), name.to_owned(), key.to_owned());
-        blocking(move || b.commit(&name, &key, &labels, |id| du::disk_usage(&b.dir(id)))).await
+        blocking(move || b.commit(&name, &key, &labels)).await
     }
 
     async fn remove(&self, key: &str) -> Result<()> {

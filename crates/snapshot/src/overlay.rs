@@ -25,10 +25,10 @@
 //! With [`OverlayOptions::upperdir_label`], `stat`/`walk`/`update` also report the label
 //! `containerd.io/snapshot/overlay.upperdir` = the snapshot's `fs` directory.
 
+use crate::Mount;
 use crate::base::{Base, blocking};
 use crate::snapshotter::{Info, Kind, Snapshotter, Usage};
 use crate::storage::Snapshot;
-use crate::{Mount, du};
 use async_trait::async_trait;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -270,15 +270,7 @@ impl Snapshotter for OverlaySnapshotter {
 
     async fn usage(&self, key: &str) -> Result<Usage> {
         let (this, key) = (self.clone(), key.to_owned());
-        blocking(move || {
-            let (id, info, usage) = this.base.ms.read(|tx| tx.get_info(&key))?;
-            if info.kind == Kind::Active {
-                du::disk_usage(&this.fs(id))
-            } else {
-                Ok(usage)
-            }
-        })
-        .await
+        blocking(move || this.base.usage(&key, |id| this.fs(id))).await
     }
 
     async fn mounts(&self, key: &str) -> Result<Vec<Mount>> {
@@ -300,11 +292,7 @@ impl Snapshotter for OverlaySnapshotter {
 
     async fn commit(&self, name: &str, key: &str, labels: Labels) -> Result<()> {
         let (this, name, key) = (self.clone(), name.to_owned(), key.to_owned());
-        blocking(move || {
-            this.base
-                .commit(&name, &key, &labels, |id| du::disk_usage(&this.fs(id)))
-        })
-        .await
+        blocking(move || this.base.commit(&name, &key, &labels)).await
     }
 
     fn can_rebase(&self) -> bool {
@@ -324,13 +312,7 @@ impl Snapshotter for OverlaySnapshotter {
             key.to_owned(),
             parent.to_owned(),
         );
-        blocking(move || {
-            this.base
-                .commit_onto(&name, &key, Some(&parent), &labels, |id| {
-                    du::disk_usage(&this.fs(id))
-                })
-        })
-        .await
+        blocking(move || this.base.commit_onto(&name, &key, Some(&parent), &labels)).await
     }
 
     async fn remove(&self, key: &str) -> Result<()> {

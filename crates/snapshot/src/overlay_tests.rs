@@ -24,9 +24,18 @@ async fn mounts_and_commit() {
     assert_eq!(m, vec![Mount::bind(fs1.to_str().unwrap(), false)]);
     assert!(d.path().join("snapshots/1/work").is_dir());
     std::fs::write(fs1.join("foo"), "hi").unwrap();
+    let active = sn.usage("a").await.unwrap();
     sn.commit("base", "a", Labels::new()).await.unwrap();
+    // Measured on first use after the commit, then stored: the same figure.
     let u = sn.usage("base").await.unwrap();
     assert!(u.inodes >= 2 && u.size > 0, "{u:?}");
+    assert_eq!(u, active);
+    std::fs::write(fs1.join("later"), vec![1u8; 100_000]).unwrap();
+    assert_eq!(
+        sn.usage("base").await.unwrap(),
+        u,
+        "stored, not walked again"
+    );
     assert!(
         sn.mounts("base")
             .await

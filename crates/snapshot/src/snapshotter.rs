@@ -174,7 +174,8 @@ pub trait Snapshotter: Send + Sync {
     async fn update(&self, info: Info, fieldpaths: &[String]) -> Result<Info>;
 
     /// The disk usage of `key` without its parents: computed now for an active
-    /// snapshot, frozen at commit for a committed one.
+    /// snapshot; for a committed one, the usage of its (unchanging) tree, which a
+    /// backend may measure at commit or on first use and then keeps.
     ///
     /// # Errors
     /// `NotFound` for a missing key.
@@ -201,7 +202,7 @@ pub trait Snapshotter: Send + Sync {
     async fn view(&self, key: &str, parent: &str, labels: Labels) -> Result<Vec<Mount>>;
 
     /// Commits active snapshot `key` as `name` with `labels` (labels are not inherited);
-    /// `key` disappears and its usage is frozen.
+    /// `key` disappears and its tree no longer changes (so neither does its usage).
     ///
     /// # Errors
     /// `AlreadyExists` when `name` exists; `NotFound` when `key` does not;

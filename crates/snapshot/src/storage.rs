@@ -10,7 +10,8 @@
 //!           parent_id INTEGER REFERENCES snapshots(id),
 //!           labels TEXT,                           -- JSON object
 //!           created INTEGER, updated INTEGER,      -- unix nanoseconds
-//!           size INTEGER, inodes INTEGER)          -- usage, frozen at commit
+//!           size INTEGER, inodes INTEGER)          -- usage of a committed snapshot;
+//!                                                  -- -1: not measured yet
 //! ```
 //!
 //! Commits are atomic and crash-safe (WAL); removals are also fsynced before the
@@ -178,6 +179,14 @@ struct Row {
     parent_id: Option<u64>,
 }
 
+/// The stored usage columns: negative means not measured yet.
+fn usage_of(size: i64, inodes: i64) -> Option<Usage> {
+    (size >= 0 && inodes >= 0).then_some(Usage {
+        size: size as u64,
+        inodes: inodes as u64,
+    })
+}
+
 impl Tx<'_> {
     fn row(&self, key: &str) -> Result<Option<Row>> {
         self.tx
@@ -204,7 +213,7 @@ impl Tx<'_> {
             .transpose()
     }
 
-    fn info_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(u64, Info, Usage)> {
+    fn info_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(u64, Info, Option<Usage>)> {
         let labels: String = r.get(4)?;
         let kind: i64 = r.get(2)?;
         Ok((
@@ -217,21 +226,18 @@ impl Tx<'_> {
                 created: from_nanos(r.get(5)?),
                 updated: from_nanos(r.get(6)?),
             },
-            Usage {
-                size: r.get::<_, i64>(7)? as u64,
-                inodes: r.get::<_, i64>(8)? as u64,
-            },
+            usage_of(r.get(7)?, r.get(8)?),
         ))
     }
 
     const INFO_SELECT: &'static str = "SELECT s.id, s.key, s.kind, p.key, s.labels, s.created, \
         s.updated, s.size, s.inodes FROM snapshots s LEFT JOIN snapshots p ON p.id = s.parent_id";
 
-    /// The id, info and stored usage of `key`.
+    /// The id, info and stored usage of `key` (`None`: not measured yet).
     ///
     /// # Errors
     /// `NotFound` when there is no such snapshot.
-    pub fn get_info(&self, key: &str) -> Result<(u64, Info, Usage)> {
+    pub fn get_info(&self, key: &str) -> Result<(u64, Info, Option<Usage>)> {
         self.tx
             .query_row(
                 &format!("{} WHERE s.key = ?1", Self::INFO_SELECT),
@@ -414,8 +420,9 @@ impl Tx<'_> {
         })
     }
 
-    /// Commits active `key` as `name` with `labels` and frozen `usage`; returns the id
-    /// (unchanged: the committed snapshot keeps the active one's directory).
+    /// Commits active `key` as `name` with `labels` and its `usage` (`None`: to be
+    /// measured on first use, see [`Tx::set_usage`]); returns the id (unchanged: the
+    /// committed snapshot keeps the active one's directory).
     ///
     /// # Errors
     /// `AlreadyExists` when `name` exists; `NotFound` when `key` does not;
@@ -424,7 +431,7 @@ impl Tx<'_> {
         &self,
         key: &str,
         name: &str,
-        usage: Usage,
+        usage: Option<Usage>,
         labels: &Labels,
     ) -> Result<u64> {
         if name.is_empty() {
@@ -455,13 +462,27 @@ impl Tx<'_> {
                     Kind::Committed.to_i64(),
                     labels_to_json(labels),
                     t,
-                    usage.size as i64,
-                    usage.inodes as i64,
+                    usage.map_or(-1, |u| u.size as i64),
+                    usage.map_or(-1, |u| u.inodes as i64),
                     row.id as i64
                 ],
             )
             .map_err(db(format!("commit snapshot {key} as {name}")))?;
         Ok(row.id)
+    }
+
+    /// Stores the measured `usage` of snapshot `id` (a no-op when it is gone).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn set_usage(&self, id: u64, usage: Usage) -> Result<()> {
+        self.tx
+            .execute(
+                "UPDATE snapshots SET size = ?1, inodes = ?2 WHERE id = ?3",
+                params![usage.size as i64, usage.inodes as i64, id as i64],
+            )
+            .map_err(db(format!("store usage of snapshot {id}")))?;
+        Ok(())
     }
 
     /// Gives active `key`, prepared without a parent, the committed parent `parent`

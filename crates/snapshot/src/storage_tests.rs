@@ -31,7 +31,7 @@ fn populated() -> Db {
         tx.commit_active(
             "committed-tmp-1",
             "committed-1",
-            Usage { size: 1, inodes: 1 },
+            Some(Usage { size: 1, inodes: 1 }),
             &Labels::new(),
         )?;
         tx.create_snapshot(
@@ -43,7 +43,7 @@ fn populated() -> Db {
         tx.commit_active(
             "committed-tmp-2",
             "committed-2",
-            Usage { size: 2, inodes: 2 },
+            Some(Usage { size: 2, inodes: 2 }),
             &Labels::new(),
         )?;
         tx.create_snapshot(Kind::Active, "active-1", "", &Labels::new())?;
@@ -89,7 +89,7 @@ fn get_info() {
         let (_, a3, _) = tx.get_info("active-3")?;
         assert_eq!(a3.labels, labels(&[("x", "1")]));
         let (_, _, u) = tx.get_info("committed-2")?;
-        assert_eq!(u, Usage { size: 2, inodes: 2 });
+        assert_eq!(u, Some(Usage { size: 2, inodes: 2 }));
         Ok(())
     })
     .unwrap();
@@ -173,7 +173,7 @@ fn create_active() {
     d.ms.write(|tx| {
         let a = tx.create_snapshot(Kind::Active, "active-1", "", &Labels::new())?;
         assert_eq!((a.kind, a.parent_ids.len()), (Kind::Active, 0));
-        let id = tx.commit_active("active-1", "committed-1", Usage::default(), &Labels::new())?;
+        let id = tx.commit_active("active-1", "committed-1", None, &Labels::new())?;
         assert_eq!(id, a.id, "commit keeps the id");
         let b = tx.create_snapshot(Kind::Active, "active-2", "committed-1", &Labels::new())?;
         assert_eq!(b.parent_ids, vec![a.id]);
@@ -227,7 +227,12 @@ fn commit() {
         let id = tx.get_info("active-1")?.0;
         let l = labels(&[("k", "v")]);
         assert_eq!(
-            tx.commit_active("active-1", "committed-x", Usage { size: 7, inodes: 3 }, &l)?,
+            tx.commit_active(
+                "active-1",
+                "committed-x",
+                Some(Usage { size: 7, inodes: 3 }),
+                &l
+            )?,
             id
         );
         Ok(())
@@ -242,7 +247,7 @@ fn commit() {
         let (_, info, u) = tx.get_info("committed-x")?;
         assert_eq!(info.kind, Kind::Committed);
         assert_eq!(info.labels, labels(&[("k", "v")]));
-        assert_eq!(u, Usage { size: 7, inodes: 3 });
+        assert_eq!(u, Some(Usage { size: 7, inodes: 3 }));
         Ok(())
     })
     .unwrap();
@@ -252,7 +257,7 @@ fn commit() {
 fn commit_misuse() {
     let d = populated();
     let commit = |key: &str, name: &str| {
-        d.ms.write(|tx| tx.commit_active(key, name, Usage::default(), &Labels::new()))
+        d.ms.write(|tx| tx.commit_active(key, name, None, &Labels::new()))
     };
     assert_eq!(
         kind_of(commit("active-not-exist", "committed-x")),
@@ -322,7 +327,7 @@ fn parent_ids() {
             let want: Vec<u64> = ids.iter().rev().copied().collect();
             assert_eq!(s.parent_ids, want);
             let name = format!("committed-{i}");
-            ids.push(tx.commit_active(&key, &name, Usage::default(), &Labels::new())?);
+            ids.push(tx.commit_active(&key, &name, None, &Labels::new())?);
             parent = name;
         }
         Ok(())
@@ -399,7 +404,7 @@ fn rebase() {
         kind_of(d.ms.write(|tx| tx.set_parent("active-1", "committed-1"))),
         ErrorKind::InvalidArgument
     );
-    d.ms.write(|tx| tx.commit_active("active-1", "rebased", Usage::default(), &Labels::new()))
+    d.ms.write(|tx| tx.commit_active("active-1", "rebased", None, &Labels::new()))
         .unwrap();
     let (_, info, _) = d.ms.read(|tx| tx.get_info("rebased")).unwrap();
     assert_eq!(info.parent, "committed-2");
@@ -427,4 +432,21 @@ fn rebase() {
         kind_of(d.ms.write(|tx| tx.set_parent("view-1", "committed-1"))),
         ErrorKind::FailedPrecondition
     );
+}
+
+#[test]
+fn usage_not_measured_until_set() {
+    let d = populated();
+    let id =
+        d.ms.write(|tx| tx.commit_active("active-1", "lazy", None, &Labels::new()))
+            .unwrap();
+    assert_eq!(d.ms.read(|tx| tx.get_info("lazy")).unwrap().2, None);
+    let u = Usage {
+        size: 4096,
+        inodes: 2,
+    };
+    d.ms.write(|tx| tx.set_usage(id, u)).unwrap();
+    assert_eq!(d.ms.read(|tx| tx.get_info("lazy")).unwrap().2, Some(u));
+    // Gone snapshots are a no-op.
+    d.ms.write(|tx| tx.set_usage(9_999, u)).unwrap();
 }

@@ -11,6 +11,7 @@ use rustix::io::Errno;
 use std::io::{self, Read, Write};
 use std::rc::Rc;
 use strata_content::{Error, Result};
+use strata_snapshot::copy::set_owner_and_mode;
 use tar::EntryType;
 
 /// Metadata carried by one entry.
@@ -359,16 +360,9 @@ impl Applier<'_> {
     }
 
     fn fd_meta(&self, fd: &OwnedFd, full: &[u8], meta: &Meta, times: bool) -> Result<()> {
-        if !self.opts.no_same_owner {
-            rustix::fs::fchown(
-                fd,
-                Some(rustix::fs::Uid::from_raw(meta.uid)),
-                Some(rustix::fs::Gid::from_raw(meta.gid)),
-            )
-            .map_err(|e| io_err("chown", full, e))?;
-        }
-        rustix::fs::fchmod(fd, Mode::from_raw_mode(meta.mode))
-            .map_err(|e| io_err("chmod", full, e))?;
+        let owner = (!self.opts.no_same_owner).then_some((meta.uid, meta.gid));
+        set_owner_and_mode(fd.as_fd(), owner, meta.mode)
+            .map_err(|e| io_err("chown/chmod", full, e))?;
         apply_xattrs(&meta.xattrs, false, full, |k, v| {
             rustix::fs::fsetxattr(fd, k, v, XattrFlags::empty())
         })?;
@@ -392,7 +386,9 @@ impl Applier<'_> {
     ) -> Result<()> {
         let flags =
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let mode = Mode::from_raw_mode(0o600);
+        // Its permission bits at once (no setuid/setgid/sticky before the owner is set):
+        // usually no chmod is needed after (see `set_owner_and_mode`).
+        let mode = Mode::from_raw_mode(meta.mode & 0o777);
         let fd = match rustix::fs::openat(pfd.as_fd(), base, flags, mode) {
             Ok(fd) => fd,
             Err(Errno::EXIST) => {

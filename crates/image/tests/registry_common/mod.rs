@@ -234,6 +234,25 @@ pub struct Seen {
     pub at: std::time::Instant,
     /// Response body bytes passed to the client.
     pub body_bytes: u64,
+    /// When the proxied response ended (`None` while it runs, and for answers the proxy
+    /// made itself).
+    pub done: Option<std::time::Instant>,
+}
+
+/// The most of `requests` that were open at one time.
+pub fn most_at_once(requests: &[Seen]) -> usize {
+    let mut edges: Vec<(std::time::Instant, i32)> = Vec::new();
+    for r in requests {
+        edges.push((r.at, 1));
+        edges.push((r.done.unwrap_or_else(std::time::Instant::now), -1));
+    }
+    edges.sort();
+    let (mut open, mut most) = (0, 0);
+    for (_, d) in edges {
+        open += d;
+        most = most.max(open);
+    }
+    most as usize
 }
 
 type Rule = Box<dyn FnMut(&str, &str) -> Action + Send>;
@@ -340,20 +359,13 @@ fn without_header(head: &[u8], prefix: &str) -> Vec<u8> {
 
 /// Replaces any `Connection` header with `Connection: close`.
 fn force_close(head: &[u8]) -> Vec<u8> {
-    let text = String::from_utf8_lossy(head);
-    let mut out = String::new();
-    for line in text.split("\r\n") {
-        if line.is_empty() {
-            continue;
-        }
-        if line.to_ascii_lowercase().starts_with("connection:") {
-            continue;
-        }
-        out.push_str(line);
-        out.push_str("\r\n");
-    }
-    out.push_str("Connection: close\r\n\r\n");
-    out.into_bytes()
+    let kept = without_header(head, "connection:");
+    let text = String::from_utf8_lossy(&kept);
+    format!(
+        "{}\r\nConnection: close\r\n\r\n",
+        text.trim_end_matches("\r\n")
+    )
+    .into_bytes()
 }
 
 async fn handle(
@@ -389,6 +401,7 @@ async fn handle(
             range,
             at: std::time::Instant::now(),
             body_bytes: 0,
+            done: None,
         });
         s.len() - 1
     };
@@ -442,6 +455,7 @@ async fn handle(
     });
     let r = respond(&mut ur, &mut cw, action, &seen, idx).await;
     copier.abort();
+    seen.lock().unwrap()[idx].done = Some(std::time::Instant::now());
     r
 }
 
