@@ -153,7 +153,7 @@ impl Base {
 
     /// The usage of `key`: measured now for an active snapshot (in `tree(id)`), the
     /// stored figure for the others, measured and stored on first use for a committed
-    /// snapshot.
+    /// snapshot (storing is best effort: a read-only state directory still answers).
     pub fn usage(&self, key: &str, tree: impl Fn(u64) -> PathBuf) -> Result<Usage> {
         let (id, info, stored) = self.ms.read(|tx| tx.get_info(key))?;
         match (info.kind, stored) {
@@ -161,7 +161,9 @@ impl Base {
             (_, Some(u)) => Ok(u),
             (Kind::Committed, None) => {
                 let u = du::disk_usage(&tree(id))?;
-                self.ms.write(|tx| tx.set_usage(id, u))?;
+                if let Err(e) = self.ms.write(|tx| tx.set_usage(id, u)) {
+                    tracing::debug!(key, "usage measured but not stored: {e}");
+                }
                 Ok(u)
             }
             (_, None) => Ok(Usage::default()),
