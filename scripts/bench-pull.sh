@@ -12,7 +12,9 @@
 # min/median/max and is flagged SPREAD when max/min > 1.3. Then the commit of the 2,000-file change of
 # ../shared/peers/modify-tree.sh on debian:multi (gzip), timed end to end.
 # Prints every sample, min/median/max, ratios strata/containerd and strata/floor and peak
-# RSS, and writes the markdown table the README embeds ($OUT/table.md).
+# RSS, and appends to the markdown table the README embeds ($OUT/table.md; one header,
+# then a dated line and the rows of each invocation, so several invocations with one OUT
+# make one table).
 #
 # No tree is deleted while a group of runs (one image, one snapshotter) is timed: each run
 # gets its own directory and they are removed together after the group, followed by
@@ -145,12 +147,15 @@ run_fs() { # label dir
 }
 
 echo "# $(date -u +%FT%TZ) strata bench-pull, $RUNS runs, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/summary"
-{
-  echo "Pull, $(date -u +%F), \`scripts/bench-pull.sh $RUNS\` (IMAGES=\"$IMAGES\" FS=\"$FS\" SNAPSHOTTERS=\"$SNAPSHOTTERS\"), $(nproc) cores; seconds as min median max (SPREAD: max/min > 1.3)."
-  echo
-  echo "| fs | image | snapshotter | strata | containerd 1.6 | strata/ctr (medians) | floor | strata/floor | strata peak RSS |"
-  echo "|---|---|---|---|---|---|---|---|---|"
-} >"$OUT/table.md"
+if [ ! -s "$OUT/table.md" ]; then
+  {
+    echo "Pull, $(nproc) cores; seconds as min median max (SPREAD: max/min > 1.3)."
+    echo
+    echo "| fs | image | snapshotter | strata | containerd 1.6 | strata/ctr (medians) | floor | strata/floor | strata peak RSS |"
+    echo "|---|---|---|---|---|---|---|---|---|"
+  } >"$OUT/table.md"
+fi
+echo "| $(date -u +%F) | \`scripts/bench-pull.sh $RUNS\` | IMAGES=\"$IMAGES\" FS=\"$FS\" SNAPSHOTTERS=\"$SNAPSHOTTERS\" | | | | | | |" >>"$OUT/table.md"
 for fs in $FS; do
   run_fs "$fs" "$OUT/$fs"
 done
