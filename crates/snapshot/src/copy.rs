@@ -175,9 +175,9 @@ fn uid_gid(st: &Stat) -> (Option<rustix::fs::Uid>, Option<rustix::fs::Gid>) {
     )
 }
 
-/// Gives the file just created as `fd` the owner `uid:gid` and the permission bits
-/// `mode` (`& 0o7777`; `uid`/`gid` `None`: keep the owner), calling `fchown`/`fchmod`
-/// only when one `fstat` shows them needed. Most entries of an image are created with
+/// Gives the file just created as `fd` the owner `owner` (`(uid, gid)`; `None`: keep
+/// it) and the permission bits `mode & 0o7777`, calling `fchown`/`fchmod` only when one
+/// `fstat` shows them needed. Most entries of an image are created with
 /// their final owner (root) and mode (their create mode under a usual umask); on ext4
 /// each skipped call is a journalled inode update saved. Owner first: a `chown` clears
 /// setuid/setgid, so the mode is set again after one.

@@ -234,12 +234,14 @@ pub struct Seen {
     pub at: std::time::Instant,
     /// Response body bytes passed to the client.
     pub body_bytes: u64,
-    /// When the proxied response ended (`None` while it runs, and for answers the proxy
-    /// made itself).
+    /// When the proxy began passing on the last body bytes (or the proxied response
+    /// ended, without a body): never after the client could have read them all. `None`
+    /// while nothing was sent, and for answers the proxy made itself.
     pub done: Option<std::time::Instant>,
 }
 
-/// The most of `requests` that were open at one time.
+/// The most of `requests` that were open at one time (from arrival to the sending of
+/// their last bytes).
 pub fn most_at_once(requests: &[Seen]) -> usize {
     let mut edges: Vec<(std::time::Instant, i32)> = Vec::new();
     for r in requests {
@@ -455,8 +457,15 @@ async fn handle(
     });
     let r = respond(&mut ur, &mut cw, action, &seen, idx).await;
     copier.abort();
-    seen.lock().unwrap()[idx].done = Some(std::time::Instant::now());
+    seen.lock().unwrap()[idx]
+        .done
+        .get_or_insert_with(std::time::Instant::now);
     r
+}
+
+/// Records that request `idx` is about to pass on body bytes, now (see [`Seen::done`]).
+fn sending(seen: &Arc<Mutex<Vec<Seen>>>, idx: usize) {
+    seen.lock().unwrap()[idx].done = Some(std::time::Instant::now());
 }
 
 async fn respond(
@@ -485,6 +494,7 @@ async fn respond(
     let started = tokio::time::Instant::now();
     loop {
         if !body.is_empty() {
+            sending(seen, idx);
             match action {
                 Action::CutAfter(n) | Action::StallAfter(n) | Action::ResetAfter(n) => {
                     let allowed = n.saturating_sub(sent).min(body.len() as u64) as usize;
@@ -497,6 +507,7 @@ async fn respond(
                 }
                 Action::Throttle(rate) => {
                     for piece in body.chunks(16 << 10) {
+                        sending(seen, idx);
                         cw.write_all(piece).await?;
                         sent += piece.len() as u64;
                         let due = Duration::from_secs_f64(sent as f64 / rate as f64);
