@@ -437,7 +437,7 @@ async fn handle(
             c.write_all(resp.as_bytes()).await?;
             if method != "HEAD" {
                 c.write_all(body).await?;
-                seen.lock().unwrap()[idx].body_bytes = body.len() as u64;
+                update(&seen, idx, |s| s.body_bytes = body.len() as u64);
             }
             return c.shutdown().await;
         }
@@ -457,15 +457,22 @@ async fn handle(
     });
     let r = respond(&mut ur, &mut cw, action, &seen, idx).await;
     copier.abort();
-    seen.lock().unwrap()[idx]
-        .done
-        .get_or_insert_with(std::time::Instant::now);
+    update(&seen, idx, |s| {
+        s.done.get_or_insert_with(std::time::Instant::now);
+    });
     r
 }
 
+/// Applies `f` to the record of request `idx`, unless a [`Proxy::clear`] dropped it.
+fn update(seen: &Mutex<Vec<Seen>>, idx: usize, f: impl FnOnce(&mut Seen)) {
+    if let Some(s) = seen.lock().unwrap().get_mut(idx) {
+        f(s);
+    }
+}
+
 /// Records that request `idx` is about to pass on body bytes, now (see [`Seen::done`]).
-fn sending(seen: &Arc<Mutex<Vec<Seen>>>, idx: usize) {
-    seen.lock().unwrap()[idx].done = Some(std::time::Instant::now());
+fn sending(seen: &Mutex<Vec<Seen>>, idx: usize) {
+    update(seen, idx, |s| s.done = Some(std::time::Instant::now()));
 }
 
 async fn respond(
@@ -500,7 +507,7 @@ async fn respond(
                     let allowed = n.saturating_sub(sent).min(body.len() as u64) as usize;
                     cw.write_all(&body[..allowed]).await?;
                     sent += allowed as u64;
-                    seen.lock().unwrap()[idx].body_bytes = sent;
+                    update(seen, idx, |s| s.body_bytes = sent);
                     if sent >= n {
                         return end_early(cw, &action).await;
                     }
@@ -526,7 +533,7 @@ async fn respond(
                     sent += body.len() as u64;
                 }
             }
-            seen.lock().unwrap()[idx].body_bytes = sent;
+            update(seen, idx, |s| s.body_bytes = sent);
         }
         let n = ur.read(&mut tmp).await?;
         if n == 0 {
