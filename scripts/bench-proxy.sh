@@ -41,7 +41,6 @@ serve_stop() {
 }
 trap 'ctd_kill; serve_stop' EXIT
 
-
 run_fs() { # label dir
   local label=$1 g=$2/group
   for img in $IMAGES; do

@@ -50,7 +50,6 @@ mkdir -p "$OUT"
 (cd "$HERE" && cargo build --release --example strata -q)
 STRATA=$HERE/target/release/examples/strata
 
-
 # containerd: a fresh daemon per run (ctd_start in lib.sh), its root under the run's dir
 ctd_stop() { # base (kept on disk until the group's cleanup)
   ctd_kill

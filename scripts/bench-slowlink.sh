@@ -30,7 +30,6 @@ LINK_PID=$!
 trap 'ctd_kill; kill $LINK_PID 2>/dev/null || true' EXIT
 for _ in $(seq 50); do curl -fsS "http://127.0.0.1:$PORT/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
 
-
 echo "# $(date -u +%FT%TZ) strata bench-slowlink, $RUNS runs, $RATE B/s per connection" | tee -a "$OUT/summary"
 for fs in $FS; do
   for img in $IMAGES; do

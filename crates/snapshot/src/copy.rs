@@ -175,7 +175,7 @@ fn uid_gid(st: &Stat) -> (Option<rustix::fs::Uid>, Option<rustix::fs::Gid>) {
     )
 }
 
-/// Gives the file just created as `fd` the owner `owner` (`(uid, gid)`; `None`: keep
+/// Gives the file or directory just created as `fd` the owner `owner` (`(uid, gid)`; `None`: keep
 /// it) and the permission bits `mode & 0o7777`, calling `fchown`/`fchmod` only when one
 /// `fstat` shows them needed. Most entries of an image are created with
 /// their final owner (root) and mode (their create mode under a usual umask); on ext4
@@ -331,9 +331,8 @@ impl Copier {
         rel: &Path,
     ) -> Result<()> {
         let what = || format!("copy metadata to {}", self.dst.join(rel).display());
-        let (u, g) = uid_gid(st);
-        rustix::fs::fchown(dst, u, g).map_err(|e| io_err(what, e))?;
-        rustix::fs::fchmod(dst, perm(st)).map_err(|e| io_err(what, e))?;
+        set_owner_and_mode(dst, Some((st.st_uid, st.st_gid)), st.st_mode)
+            .map_err(|e| io_err(what, e))?;
         copy_xattrs(&Target::Fd(src), &Target::Fd(dst)).map_err(|e| io_err(what, e))?;
         self.dir_times
             .lock()
