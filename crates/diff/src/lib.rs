@@ -11,7 +11,7 @@
 //!
 //! ## Contents
 //! - [`apply`]: the synchronous streaming applier [`apply_layer`] (decode thread, DiffID,
-//!   whiteouts, overlay upperdir mode) and [`inherit_dirs`].
+//!   whiteouts, overlay upperdir mode), [`inherit_dirs`] and [`prune_whiteouts`].
 //!   - [`apply::resolve`]: path resolution beneath the apply root (`openat2`).
 //!   - [`apply::whiteout`]: OCI whiteout names and their overlayfs forms.
 //! - [`compare`]: changes between two trees and the layer tar written from them.
@@ -67,7 +67,9 @@ mod pipeline;
 pub mod readers;
 pub mod walking;
 
-pub use apply::{ApplyOptions, ApplyStats, OverlayOptions, apply_layer, inherit_dirs};
+pub use apply::{
+    ApplyOptions, ApplyStats, OverlayOptions, apply_layer, inherit_dirs, prune_whiteouts,
+};
 pub use compression::{Compression, Encoding};
 pub use readers::{ChannelReader, ReadAt};
 pub use walking::{Applier, ApplyOpts, Comparer, DiffOpts, WalkingDiff};

@@ -138,10 +138,13 @@ pub fn apply_to_mounts<R: Read + Send>(
             lowerdirs,
             ..
         } => {
+            let parents: Vec<PathBuf> = lowerdirs.into_iter().map(PathBuf::from).collect();
             opts.overlay = Some(OverlayOptions {
-                parents: lowerdirs.into_iter().map(PathBuf::from).collect(),
+                parents: parents.clone(),
             });
-            apply_layer(reader, compression, upper, &opts)
+            let stats = apply_layer(reader, compression, upper, &opts)?;
+            crate::prune_whiteouts(upper, &parents, &stats.whiteouts)?;
+            Ok(stats)
         }
         Layout::Overlay { upperdir: None, .. } | Layout::Other => {
             with_temp_mount(mounts, |root| apply_layer(reader, compression, root, &opts))?

@@ -1,6 +1,7 @@
 //! Overlay upperdir mode: containerd's overlay apply cases, implied parent directories
 //! (with the lowerdirs up front, or afterwards through `inherit_dirs` for layers applied
-//! in parallel), and hardlinks to files of lower layers (copied up, as overlayfs would).
+//! in parallel), whiteouts that hide nothing (pruned, or overlayfs would list them), and
+//! hardlinks to files of lower layers (copied up, as overlayfs would).
 
 mod common;
 
@@ -9,7 +10,9 @@ use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use strata_content::ErrorKind;
-use strata_diff::{ApplyOptions, Compression, OverlayOptions, apply_layer, inherit_dirs};
+use strata_diff::{
+    ApplyOptions, Compression, OverlayOptions, apply_layer, inherit_dirs, prune_whiteouts,
+};
 
 fn walkdir(r: &Path) -> Vec<String> {
     snapshot(r)
@@ -393,4 +396,68 @@ fn lower_lookups_follow_the_merged_view() {
     }
     // Nothing left the upperdir: the symlink was not followed.
     assert!(!Path::new("/elsewhere").exists());
+}
+
+/// Whiteouts that hide nothing are removed once the lowerdirs are known: one inside a
+/// directory of the layer's own and one below an opaque directory (overlayfs lists both,
+/// and `stat` of them fails), one of a path no lower has; the one that hides a lower file
+/// stays, as does an entry a later tar entry put in a whiteout's place. Checked on the
+/// mounted overlay: every listed name can be stat'ed.
+#[test]
+fn prune_whiteouts_keeps_only_those_that_hide_something() {
+    let d = Dirs::new();
+    file(&d.lower, "/present", b"p", 0o644);
+    mkdir(&d.lower, "/opq", 0o755);
+    file(&d.lower, "/opq/x", b"x", 0o644);
+    let mut tb = Tar::new();
+    tb.file("newdir/a", b"a", 0o644)
+        .file("newdir/.wh.ghost", b"", 0)
+        .file(".wh.absent", b"", 0)
+        .file(".wh.present", b"", 0)
+        .file("opq/.wh..wh..opq", b"", 0)
+        .file("opq/.wh.x", b"", 0)
+        .file(".wh.back", b"", 0)
+        .file("back", b"b", 0o644);
+    let stats = apply_layer(
+        &tb.finish()[..],
+        Compression::None,
+        &d.upper,
+        &overlay_opts(vec![]),
+    )
+    .unwrap();
+    let mut made: Vec<String> = stats
+        .whiteouts
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    made.sort();
+    assert_eq!(made, ["absent", "back", "newdir/ghost", "opq/x", "present"]);
+    // readdir, then lstat each name (d_type says which are directories to descend).
+    fn listed_but_missing(m: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut stack = vec![m.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            for e in fs::read_dir(&dir).unwrap() {
+                let e = e.unwrap();
+                if fs::symlink_metadata(e.path()).is_err() {
+                    let rel = e.path().strip_prefix(m).unwrap().display().to_string();
+                    out.push(rel);
+                } else if e.file_type().unwrap().is_dir() {
+                    stack.push(e.path());
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+    let leaks = ["newdir/ghost", "opq/x"];
+    assert_eq!(d.merged(listed_but_missing), leaks, "what overlayfs lists");
+    prune_whiteouts(&d.upper, std::slice::from_ref(&d.lower), &stats.whiteouts).unwrap();
+    let mut left = walkdir(&d.upper);
+    left.sort();
+    assert_eq!(left, ["back", "newdir", "newdir/a", "opq", "present"]);
+    assert!(d.merged(listed_but_missing).is_empty());
+    let mut seen = d.merged(walkdir);
+    seen.sort();
+    assert_eq!(seen, ["back", "newdir", "newdir/a", "opq"]);
 }

@@ -265,7 +265,8 @@ fn tree(root: &std::path::Path) -> Vec<String> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
+        let rd = std::fs::read_dir(&d).unwrap_or_else(|e| panic!("read {}: {e}", d.display()));
+        for e in rd {
             let p = e.unwrap().path();
             let m = std::fs::symlink_metadata(&p).unwrap();
             let ft = m.file_type();
@@ -361,6 +362,131 @@ async fn parallel_pull_settles_implied_dirs_and_lower_hardlinks() {
     ];
     assert_eq!(trees[0], want, "overlay");
     assert_eq!(trees[1], want, "native");
+}
+
+/// The native snapshotter rebases too (a copy of the parent's tree, into which the layer,
+/// applied on its own, is moved): opaque directories, whiteouts of directories and of
+/// hardlinked files, a file replacing a directory and the reverse, an existing directory
+/// changing owner and mode, whiteouts inside a new and an opaque directory and hardlinks
+/// within a layer give the same tree as fetch + unpack, which applies each layer in order
+/// onto a full copy of its parent; overlay agrees (every name it lists can be stat'ed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_parallel_pull_matches_an_in_order_unpack() {
+    use strata_image::build::LayerBuilder;
+    use strata_image::service::UnpackOptions;
+    let Some(reg) = Registry::start(None).await else {
+        return;
+    };
+    let mut l0 = LayerBuilder::new();
+    l0.mtime(1_600_000_000).owner(0, 0);
+    l0.file("var/a", 0o644, b"a").unwrap();
+    l0.file("var/sub/b", 0o644, b"b").unwrap();
+    l0.file("was_file", 0o644, b"f").unwrap();
+    l0.file("was_dir/inner", 0o644, b"i").unwrap();
+    l0.file("gone/deep/f", 0o644, b"g").unwrap();
+    l0.dir("keep", 0o755).unwrap();
+    l0.file("keep/old", 0o644, b"old").unwrap();
+    let mut l1 = LayerBuilder::new();
+    l1.mtime(1_600_000_100).owner(0, 0);
+    l1.opaque("var").unwrap();
+    l1.whiteout("var/a").unwrap(); // hides nothing: var is opaque
+    l1.file("var/new", 0o644, b"n").unwrap();
+    l1.file("was_dir", 0o600, b"now a file").unwrap();
+    l1.dir("was_file", 0o711).unwrap();
+    l1.file("was_file/child", 0o644, b"c").unwrap();
+    l1.whiteout("gone").unwrap();
+    l1.file("newdir/a", 0o644, b"a").unwrap();
+    l1.whiteout("newdir/ghost").unwrap();
+    l1.file("links/orig", 0o644, b"o").unwrap();
+    l1.hardlink("links/alias", "links/orig").unwrap();
+    l1.hardlink("links/alias2", "links/orig").unwrap();
+    l1.symlink("lnk", "keep/old").unwrap();
+    l1.owner(7, 8);
+    l1.dir("keep", 0o700).unwrap();
+    l1.file("keep/added", 0o640, b"added").unwrap();
+    let mut l2 = LayerBuilder::new();
+    l2.mtime(1_600_000_200).owner(0, 0);
+    l2.whiteout("links/alias").unwrap();
+    l2.file("keep/old", 0o644, b"replaced").unwrap();
+    l2.file("var/sub/b", 0o644, b"back").unwrap();
+    let layers = [
+        l0.finish_gzip().unwrap(),
+        l1.finish_gzip().unwrap(),
+        l2.finish_gzip().unwrap(),
+    ];
+    let remote = push_layers(&reg, "rebase", &layers).await;
+    let mut trees = Vec::new();
+    for (sn, in_order) in [("native", true), ("native", false), ("overlay", false)] {
+        let r = root_with(sn);
+        let (top, streamed) = if in_order {
+            let fetch = FetchOptions {
+                registry: reg_opts(),
+                ..Default::default()
+            };
+            let image = r.svc.fetch(&remote, fetch).await.unwrap();
+            let u = r
+                .svc
+                .unpack(&image, UnpackOptions::default())
+                .await
+                .unwrap();
+            assert_eq!(u.applied, 3);
+            (u.chain_ids.last().unwrap().to_string(), 0)
+        } else {
+            let pulled = r.svc.pull(&remote, pull_opts()).await.unwrap();
+            assert_eq!(pulled.applied, 3, "{sn}");
+            (
+                pulled.chain_ids.last().unwrap().to_string(),
+                pulled.streamed,
+            )
+        };
+        if !in_order {
+            assert_eq!(streamed, 3, "{sn}: every layer applied from its stream");
+        }
+        let infos = r.sn.walk(&[]).await.unwrap();
+        assert_eq!(infos.len(), 3, "{sn}: no leftovers");
+        assert!(infos.iter().all(|i| i.kind == Kind::Committed));
+        let dirs = std::fs::read_dir(r._dir.path().join(format!("snapshots/{sn}/snapshots")))
+            .unwrap()
+            .count();
+        assert_eq!(dirs, 3, "{sn}: one directory per snapshot");
+        let mounts = r.sn.view("v", &top, Default::default()).await.unwrap();
+        let t = tokio::task::spawn_blocking(move || {
+            strata_snapshot::mount::with_temp_mount(&mounts, tree).unwrap()
+        })
+        .await
+        .unwrap();
+        trees.push(t);
+    }
+    let want = [
+        "keep 40700 7:8 dir",
+        "keep/added 100640 7:8 added nlink=1 mtime=1600000100",
+        "keep/old 100644 0:0 replaced nlink=1 mtime=1600000200",
+        "links 40755 0:0 dir",
+        "links/alias2 100644 0:0 o nlink=2 mtime=1600000100",
+        "links/orig 100644 0:0 o nlink=2 mtime=1600000100",
+        "lnk 120777 0:0 -> keep/old",
+        "newdir 40755 0:0 dir",
+        "newdir/a 100644 0:0 a nlink=1 mtime=1600000100",
+        "var 40755 0:0 dir",
+        "var/new 100644 0:0 n nlink=1 mtime=1600000100",
+        "var/sub 40755 0:0 dir",
+        "var/sub/b 100644 0:0 back nlink=1 mtime=1600000200",
+        "was_dir 100600 0:0 now a file nlink=1 mtime=1600000100",
+        "was_file 40711 0:0 dir",
+        "was_file/child 100644 0:0 c nlink=1 mtime=1600000100",
+    ];
+    assert_eq!(trees[0], want, "native, in order");
+    assert_eq!(trees[1], want, "native, in parallel");
+    // overlayfs reports the link count of the lower layer's inode (alias is whited out
+    // above it, not unlinked).
+    let want_overlay: Vec<String> = want
+        .iter()
+        .map(|l| match l.strip_prefix("links/") {
+            Some(_) => l.replace("nlink=2", "nlink=3"),
+            None => l.to_string(),
+        })
+        .collect();
+    assert_eq!(trees[2], want_overlay, "overlay");
 }
 
 /// Pushes an image of `layers` (built with `LayerBuilder`) as `strata/{name}:1`.

@@ -151,6 +151,88 @@ impl Base {
         })
     }
 
+    /// Commits active `key`, prepared without a parent, as `name` onto the committed
+    /// `parent` with a directory rebuilt for the purpose: `build(tmp, parent_dir,
+    /// key_dir)` makes it under a temporary name (it may consume `key_dir`), then the
+    /// transaction that commits swaps it in for `key`'s directory. The misuses
+    /// [`Base::commit_onto`] reports are checked before anything is built, so they leave
+    /// `key` as it was; when `key` already has `parent` as its parent, this is
+    /// [`Base::commit`]. A crash leaves at worst directories no record owns.
+    pub fn commit_rebuilt(
+        &self,
+        name: &str,
+        key: &str,
+        parent: &str,
+        labels: &Labels,
+        build: impl FnOnce(&Path, &Path, &Path) -> Result<()>,
+    ) -> Result<()> {
+        let (id, parent_id) = self.check_rebase(name, key, parent)?;
+        let Some(parent_id) = parent_id else {
+            return self.commit(name, key, labels);
+        };
+        let _lock = self.lock(FlockOperation::LockShared)?;
+        let tmp = tempfile::Builder::new()
+            .prefix("new-")
+            .tempdir_in(&self.snapshots)
+            .map_err(|e| {
+                Error::io(
+                    format!("create directory in {}", self.snapshots.display()),
+                    e,
+                )
+            })?;
+        build(tmp.path(), &self.dir(parent_id), &self.dir(id))
+            .map_err(|e| e.context(format!("rebase snapshot {key} onto {parent}")))?;
+        fault_point("rebase-after-build");
+        let (dir, old) = (self.dir(id), self.snapshots.join(format!("rm-{id}")));
+        self.ms.write(|tx| {
+            tx.set_parent(key, parent)?;
+            tx.commit_active(key, name, None, labels)?;
+            let rename = |from: &Path, to: &Path| {
+                std::fs::rename(from, to).map_err(|e| {
+                    Error::io(format!("rename {} to {}", from.display(), to.display()), e)
+                })
+            };
+            rename(&dir, &old)?;
+            rename(tmp.path(), &dir)?;
+            fault_point("rebase-after-rename");
+            Ok(())
+        })?;
+        let _ = tmp.keep();
+        remove_tree(&old)
+    }
+
+    /// Checks that active `key` can be committed as `name` onto committed `parent`;
+    /// returns `key`'s id and `parent`'s id, `None` for the latter when `key` already
+    /// has that parent.
+    fn check_rebase(&self, name: &str, key: &str, parent: &str) -> Result<(u64, Option<u64>)> {
+        self.ms.read(|tx| {
+            match tx.get_info(name) {
+                Ok(_) => return Err(Error::already_exists(format!("committed snapshot {name}"))),
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+            let s = tx.get_snapshot(key)?;
+            if s.kind != Kind::Active {
+                return Err(Error::failed_precondition(format!(
+                    "snapshot {key} is not active"
+                )));
+            }
+            let (parent_id, p, _) = tx.get_info(parent)?;
+            if p.kind != Kind::Committed {
+                return Err(Error::invalid_argument(format!(
+                    "parent {parent} is not committed"
+                )));
+            }
+            match s.parent_ids.first() {
+                None => Ok((s.id, Some(parent_id))),
+                Some(&id) if id == parent_id => Ok((s.id, None)),
+                Some(_) => Err(Error::invalid_argument(format!(
+                    "snapshot {key} already has a different parent than {parent}"
+                ))),
+            }
+        })
+    }
+
     /// The usage of `key`: measured now for an active snapshot (in `tree(id)`), the
     /// stored figure for the others, measured and stored on first use for a committed
     /// snapshot (storing is best effort: a read-only state directory still answers).

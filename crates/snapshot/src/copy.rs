@@ -70,7 +70,8 @@ fn io_err(what: impl FnOnce() -> String, e: Errno) -> Error {
     Error::io(what(), std::io::Error::from(e))
 }
 
-fn times_of(st: &Stat) -> Timestamps {
+/// The atime and mtime of `st`, to set with `utimensat`/`futimens`.
+pub(crate) fn times_of(st: &Stat) -> Timestamps {
     Timestamps {
         last_access: rustix::fs::Timespec {
             tv_sec: st.st_atime as _,
@@ -149,11 +150,32 @@ fn get_xattr(t: &Target<'_>, name: &CStr) -> std::result::Result<Vec<u8>, Errno>
 
 /// Copies every xattr of `from` onto `to`.
 fn copy_xattrs(from: &Target<'_>, to: &Target<'_>) -> std::result::Result<(), Errno> {
+    copy_xattrs_but(from, to, None)
+}
+
+/// Copies every xattr of directory `from` but `skip` onto directory `to`.
+pub(crate) fn copy_xattrs_except(
+    from: BorrowedFd<'_>,
+    to: BorrowedFd<'_>,
+    skip: &CStr,
+) -> std::result::Result<(), Errno> {
+    copy_xattrs_but(&Target::Fd(from), &Target::Fd(to), Some(skip))
+}
+
+fn copy_xattrs_but(
+    from: &Target<'_>,
+    to: &Target<'_>,
+    skip: Option<&CStr>,
+) -> std::result::Result<(), Errno> {
     let names = list_xattrs(from)?;
     if names.is_empty() {
         return Ok(());
     }
+    let skip = skip.map(CStr::to_bytes);
     for name in names.split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        if Some(name) == skip {
+            continue;
+        }
         let name = CString::new(name).map_err(|_| Errno::INVAL)?;
         let value = match get_xattr(from, &name) {
             Ok(v) => v,

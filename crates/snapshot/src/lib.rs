@@ -23,6 +23,8 @@
 //! - [`open()`] / [`default_backend`] / [`BACKENDS`]: a backend by name (`overlay` where
 //!   it works, else `native`).
 //! - [`copy`]: a faithful, parallel tree copy (reflink / `copy_file_range`).
+//! - [`merge`]: moves a layer applied on its own (overlay form) into a complete tree,
+//!   how native rebases.
 //! - [`du`]: disk usage of a tree.
 //! - `testsuite` (cargo feature `testsuite`, off by default): the conformance suite every
 //!   backend runs, and `fstest` helpers.
@@ -60,6 +62,7 @@
 mod base;
 pub mod copy;
 pub mod du;
+pub mod merge;
 pub mod mount;
 pub mod native;
 mod open;

@@ -10,7 +10,7 @@
 use crate::base::{Base, blocking};
 use crate::snapshotter::{Info, Kind, Snapshotter, Usage};
 use crate::storage::Snapshot;
-use crate::{Mount, copy};
+use crate::{Mount, copy, merge};
 use async_trait::async_trait;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -124,6 +124,32 @@ impl Snapshotter for NativeSnapshotter {
     async fn commit(&self, name: &str, key: &str, labels: Labels) -> Result<()> {
         let (b, name, key) = (self.base.clone(), name.to_owned(), key.to_owned());
         blocking(move || b.commit(&name, &key, &labels)).await
+    }
+
+    /// Native snapshots hold complete trees, so a rebase rebuilds `key`'s: a copy of
+    /// `parent`'s tree ([`copy::copy_dir`]) into which `key`'s layer, applied in overlay
+    /// form, is moved ([`merge::merge_layer`]). `key`'s tree is consumed by that, so a
+    /// failure after the checks leaves `key` to be removed.
+    fn can_rebase(&self) -> bool {
+        true
+    }
+
+    async fn commit_rebase(
+        &self,
+        name: &str,
+        key: &str,
+        parent: &str,
+        labels: Labels,
+    ) -> Result<()> {
+        let b = self.base.clone();
+        let (name, key, parent) = (name.to_owned(), key.to_owned(), parent.to_owned());
+        blocking(move || {
+            b.commit_rebuilt(&name, &key, &parent, &labels, |tmp, lower, layer| {
+                copy::copy_dir(lower, tmp)?;
+                merge::merge_layer(layer, tmp)
+            })
+        })
+        .await
     }
 
     async fn remove(&self, key: &str) -> Result<()> {

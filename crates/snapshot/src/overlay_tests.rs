@@ -230,12 +230,4 @@ async fn commit_rebase_builds_a_chain() {
         .await
         .unwrap_err();
     assert!(e.is_invalid_argument(), "{e}");
-    let n = crate::native::NativeSnapshotter::open(d.path().join("native")).unwrap();
-    assert!(!n.can_rebase());
-    assert!(
-        n.commit_rebase("x", "y", "z", Labels::new())
-            .await
-            .unwrap_err()
-            .is_not_implemented()
-    );
 }

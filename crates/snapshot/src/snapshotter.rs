@@ -209,22 +209,25 @@ pub trait Snapshotter: Send + Sync {
     /// `FailedPrecondition` when `key` is not active (a view or committed).
     async fn commit(&self, name: &str, key: &str, labels: Labels) -> Result<()>;
 
-    /// Whether this backend implements [`Snapshotter::commit_rebase`]: each snapshot's
-    /// directory holds only its own changes, so an unpacker may apply layers in parallel,
-    /// each into a parentless snapshot, and rebase them in order. Default `false`.
+    /// Whether this backend implements [`Snapshotter::commit_rebase`], so an unpacker may
+    /// apply layers in parallel, each into a parentless snapshot (in overlay upperdir
+    /// form: whiteouts as 0:0 character devices, `trusted.overlay.opaque=y`), and rebase
+    /// them in order. Default `false`.
     fn can_rebase(&self) -> bool {
         false
     }
 
     /// Commits active `key`, which was prepared with no parent, as `name` on top of the
     /// committed `parent` (containerd 2.2's *rebase*): layers can then be applied in
-    /// parallel, each into its own parentless snapshot, and committed in order. Only
-    /// backends whose snapshots do not contain their parents' files can do this.
+    /// parallel, each into its own parentless snapshot, and committed in order. `key`'s
+    /// directory holds its changes in overlay upperdir form. Overlay only records the
+    /// parent (each snapshot's directory holds only its own changes); native builds the
+    /// complete tree (a copy of the parent's, with the changes moved in).
     ///
     /// # Errors
-    /// `NotImplemented` by default (native copies its parent, so it cannot);
-    /// otherwise as [`Snapshotter::commit`], plus `InvalidArgument` when `parent` is not
-    /// committed or `key` already has another parent.
+    /// `NotImplemented` by default; otherwise as [`Snapshotter::commit`], plus
+    /// `InvalidArgument` when `parent` is not committed or `key` already has another
+    /// parent.
     async fn commit_rebase(
         &self,
         name: &str,

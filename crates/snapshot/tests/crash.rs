@@ -1,4 +1,4 @@
-//! Crash consistency: a child process doing prepare/commit/view/remove is killed with
+//! Crash consistency: a child process doing prepare/commit/rebase/view/remove is killed with
 //! SIGKILL at random moments (and aborted at each injected fault point); after reopening,
 //! every record owns its directory, and after `cleanup` every directory belongs to a
 //! record, and the snapshotter keeps working.
@@ -64,6 +64,14 @@ async fn crash_worker() {
         if i > 0 {
             sn.remove(&format!("c-{}", i - 1)).await.unwrap();
         }
+        // A layer applied on its own, rebased onto base (native rebuilds the tree).
+        let (key, name) = (format!("r-{i}"), format!("rc-{i}"));
+        let m = sn.prepare(&key, "", Default::default()).await.unwrap();
+        std::fs::write(writable(&m).join("f0"), i.to_string()).unwrap();
+        sn.commit_rebase(&name, &key, "base", Default::default())
+            .await
+            .unwrap();
+        sn.remove(&name).await.unwrap();
     }
 }
 
@@ -168,13 +176,17 @@ async fn kill_loop(backend: &str) {
         check_consistent(backend, &root).await;
     }
     // Deterministic crashes in each window of the directory life cycle.
-    for fault in [
+    let mut faults = vec![
         "create-after-populate",
         "create-after-rename",
         "commit-before-tx-commit",
         "remove-after-record",
         "remove-after-rename",
-    ] {
+    ];
+    if backend == "native" {
+        faults.extend(["rebase-after-build", "rebase-after-rename"]);
+    }
+    for fault in faults {
         let mut child = spawn_worker(backend, &root, Some(fault));
         let mut waited = 0;
         let status = loop {

@@ -72,6 +72,38 @@ fn lookup(lowers: &[OwnedFd], comps: &[&[u8]]) -> io::Result<Option<Found>> {
     Ok(None)
 }
 
+/// Removes the whiteout device at `path` of the upperdir `root` unless it hides something:
+/// its target is visible through `lowers` and no directory above it in `root` is opaque.
+/// See [`prune_whiteouts`](super::prune_whiteouts).
+pub(super) fn prune_whiteout(root: &OwnedFd, lowers: &[OwnedFd], path: &[u8]) -> io::Result<()> {
+    let comps = clean(path);
+    let Some((name, parents)) = comps.split_last() else {
+        return Ok(());
+    };
+    let mut dir = open_dir(root, b".")?;
+    let mut hides = !is_opaque(&dir);
+    for c in parents {
+        dir = match open_dir(&dir, c) {
+            Ok(d) => d,
+            Err(Errno::NOENT | Errno::NOTDIR) => return Ok(()), // replaced meanwhile
+            Err(e) => return Err(e.into()),
+        };
+        hides &= !is_opaque(&dir);
+    }
+    let st = match rustix::fs::statat(dir.as_fd(), *name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        Err(Errno::NOENT) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let whiteout =
+        FileType::from_raw_mode(st.st_mode) == FileType::CharacterDevice && st.st_rdev == 0;
+    if !whiteout || (hides && lookup(lowers, &comps)?.is_some()) {
+        return Ok(());
+    }
+    rustix::fs::unlinkat(dir.as_fd(), *name, AtFlags::empty())?;
+    Ok(())
+}
+
 fn times_of(st: &Stat) -> Timestamps {
     Timestamps {
         last_access: Timespec {

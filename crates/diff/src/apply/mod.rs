@@ -73,6 +73,9 @@ pub struct ApplyStats {
     /// default metadata. A layer applied without its lowerdirs (to apply layers in
     /// parallel) passes these to [`inherit_dirs`] once its lowerdirs exist.
     pub implied_dirs: Vec<PathBuf>,
+    /// Overlay mode only: the whiteouts made (0:0 character devices, relative to the
+    /// root), for [`prune_whiteouts`] once the lowerdirs are known.
+    pub whiteouts: Vec<PathBuf>,
 }
 
 /// Applies a layer stream to the directory `root`.
@@ -126,18 +129,19 @@ pub fn apply_layer<R: Read + Send>(
                 .drain()
                 .map_err(|e| Error::invalid_argument(format!("read layer: {e}")))?;
             ap.finish()?;
-            Ok::<_, Error>((entries, ap.implied_dirs()))
+            Ok::<_, Error>((entries, ap.implied_dirs(), ap.whiteouts()))
         })();
         drop(chunks);
         let decoded = decode
             .join()
             .map_err(|_| Error::internal("layer decode thread panicked"))?;
         match (applied, decoded) {
-            (Ok((entries, implied_dirs)), Ok(sum)) => Ok(ApplyStats {
+            (Ok((entries, implied_dirs, whiteouts)), Ok(sum)) => Ok(ApplyStats {
                 diff_id: strata_content::digest::from_hex(&sum.sha256_hex),
                 size: sum.size,
                 entries,
                 implied_dirs,
+                whiteouts,
             }),
             (_, Err(e)) => Err(Error::invalid_argument(format!("decompress layer: {e}"))),
             (Err(e), _) => Err(e),
@@ -156,6 +160,8 @@ pub(crate) struct Applier<'o> {
     dir_times: Vec<(Vec<u8>, meta::Time, meta::Time)>,
     /// Overlay mode: parents created with no lowerdir to copy metadata from.
     implied: Vec<Vec<u8>>,
+    /// Overlay mode: the whiteout devices made.
+    whiteouts: Vec<Vec<u8>>,
     buf: Vec<u8>,
 }
 
@@ -168,6 +174,7 @@ impl<'o> Applier<'o> {
             unpacked: HashSet::new(),
             dir_times: Vec::new(),
             implied: Vec::new(),
+            whiteouts: Vec::new(),
             buf: vec![0u8; 256 * 1024],
         }
     }
@@ -218,6 +225,17 @@ impl Applier<'_> {
         std::mem::take(&mut self.implied)
             .into_iter()
             .filter(|p| !self.unpacked.contains(p) && seen.insert(p.clone()))
+            .map(|p| PathBuf::from(std::ffi::OsStr::from_bytes(&p)))
+            .collect()
+    }
+
+    /// The whiteout devices made, each once.
+    fn whiteouts(&mut self) -> Vec<PathBuf> {
+        use std::os::unix::ffi::OsStrExt;
+        let mut seen = HashSet::new();
+        std::mem::take(&mut self.whiteouts)
+            .into_iter()
+            .filter(|p| seen.insert(p.clone()))
             .map(|p| PathBuf::from(std::ffi::OsStr::from_bytes(&p)))
             .collect()
     }
@@ -275,6 +293,39 @@ pub fn inherit_dirs(root: &Path, lowers: &[PathBuf], dirs: &[PathBuf]) -> Result
         };
         lower::copy_parent_info(&lower_fds, &fd, rel)
             .map_err(|e| Error::io(format!("copy metadata of {}", d.display()), e))?;
+    }
+    Ok(())
+}
+
+/// Removes the overlay whiteouts among `whiteouts` (from [`ApplyStats::whiteouts`]) of
+/// the upperdir `root` that hide nothing in `lowers` (top first; none for a base layer):
+/// its target is not in the lowerdirs' merged view, or a directory above it in `root`
+/// is opaque. overlayfs shows a directory that only one layer has as it is, whiteouts
+/// included (`ls` lists a name it cannot stat), so a whiteout a layer makes inside a
+/// directory of its own, or of a path that no lower layer has, must go, as an apply
+/// through an overlay mount would never have made it. Entries that are no longer 0:0
+/// devices (a later entry replaced them) are left.
+///
+/// # Errors
+/// `Io` when a directory cannot be opened or a whiteout removed.
+pub fn prune_whiteouts(root: &Path, lowers: &[PathBuf], whiteouts: &[PathBuf]) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    if whiteouts.is_empty() {
+        return Ok(());
+    }
+    let open = |p: &Path| {
+        rustix::fs::open(
+            p,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::io(format!("open {}", p.display()), e.into()))
+    };
+    let root_fd = open(root)?;
+    let lower_fds = lowers.iter().map(|p| open(p)).collect::<Result<Vec<_>>>()?;
+    for w in whiteouts {
+        lower::prune_whiteout(&root_fd, &lower_fds, w.as_os_str().as_bytes())
+            .map_err(|e| Error::io(format!("prune whiteout {}", root.join(w).display()), e))?;
     }
     Ok(())
 }

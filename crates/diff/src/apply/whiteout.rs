@@ -62,6 +62,7 @@ impl Applier<'_> {
                 AtFlags::SYMLINK_NOFOLLOW,
             )
             .map_err(|e| Error::io(format!("chown overlay whiteout {}", show(&full)), e.into()))?;
+            self.whiteouts.push(full);
         }
         Ok(())
     }

@@ -12,7 +12,7 @@
 //!      committed, straight from its download stream when the download had not started
 //!      yet, from the committed blob otherwise;
 //!    - `parallel` (snapshotters that [can rebase](strata_snapshot::Snapshotter::can_rebase),
-//!      i.e. overlay): every layer is applied from its own download stream into a
+//!      overlay and native): every layer is applied from its own download stream into a
 //!      parentless snapshot at the same time, then committed in order onto its parent.
 //!
 //!    Either way a layer's snapshot is committed only after its blob's digest and its

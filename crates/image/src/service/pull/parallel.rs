@@ -1,4 +1,4 @@
-//! Step 3 of a pull for snapshotters that can rebase (overlay): every missing layer is
+//! Step 3 of a pull for snapshotters that can rebase (overlay, native): every missing layer is
 //! downloaded and applied at the same time as the others, each from its own download
 //! stream into a parentless snapshot (overlay upperdir mode, whiteouts as 0:0 devices),
 //! then committed in layer order onto its parent with
@@ -10,6 +10,8 @@
 //!   and reported ([`ApplyStats::implied_dirs`](strata_diff::ApplyStats::implied_dirs));
 //!   before the commit they take the metadata of the lowerdirs that have them
 //!   ([`strata_diff::inherit_dirs`]), as an in-order apply would have given them;
+//! - whiteouts that hide nothing below (in a directory of the layer's own, say) are
+//!   removed ([`strata_diff::prune_whiteouts`]): overlayfs would list them;
 //! - a layer that cannot be applied alone (a hardlink to a file of a lower layer) fails
 //!   its parallel apply; it is applied again, in order, on its committed parent.
 //!
@@ -291,7 +293,7 @@ async fn commit_in_order(plan: &Plan, tasks: &mut [Option<LayerTask>]) -> Result
     Ok(n)
 }
 
-/// Settles implied directories, then checks the DiffID and commits `key` as layer `i`'s
+/// Settles implied directories and whiteouts, then checks the DiffID and commits `key` as layer `i`'s
 /// ChainID onto its parent. Returns whether this call made the snapshot (`false`: a
 /// concurrent unpacker had; `key` is removed).
 async fn commit(
@@ -302,15 +304,19 @@ async fn commit(
     stats: ApplyStats,
 ) -> Result<bool> {
     let (u, layer, chain) = (&plan.u, &plan.layers[i], &plan.chains[i]);
-    if let Some(parent) = plan.parent(i)
-        && !stats.implied_dirs.is_empty()
-    {
-        let lowers = lowerdirs(u.sn.as_ref(), parent.as_ref()).await?;
-        let dirs = stats.implied_dirs;
-        tokio::task::spawn_blocking(move || strata_diff::inherit_dirs(&upper, &lowers, &dirs))
-            .await
-            .map_err(|e| Error::internal(format!("inherit task failed: {e}")))?
-            .map_err(|e| e.context(format!("layer {}", layer.digest())))?;
+    if !stats.implied_dirs.is_empty() || !stats.whiteouts.is_empty() {
+        let lowers = match plan.parent(i) {
+            Some(parent) => lowerdirs(u.sn.as_ref(), parent.as_ref()).await?,
+            None => Vec::new(),
+        };
+        let (dirs, whiteouts) = (stats.implied_dirs, stats.whiteouts);
+        tokio::task::spawn_blocking(move || {
+            strata_diff::inherit_dirs(&upper, &lowers, &dirs)?;
+            strata_diff::prune_whiteouts(&upper, &lowers, &whiteouts)
+        })
+        .await
+        .map_err(|e| Error::internal(format!("settle task failed: {e}")))?
+        .map_err(|e| e.context(format!("layer {}", layer.digest())))?;
     }
     let want = &plan.diff_ids[i];
     u.settle(key, layer, chain, &stats.diff_id, want, plan.parent(i))
