@@ -198,7 +198,11 @@ impl Base {
             Ok(())
         })?;
         let _ = tmp.keep();
-        remove_tree(&old)
+        // Committed: what is left of the layer's directory is cleanup's if this fails.
+        if let Err(e) = remove_tree(&old) {
+            tracing::debug!(path = %old.display(), "left for cleanup: {e}");
+        }
+        Ok(())
     }
 
     /// Checks that active `key` can be committed as `name` onto committed `parent`;

@@ -1,5 +1,5 @@
-//! Step 3 of a pull for snapshotters that can rebase (overlay, native): every missing layer is
-//! downloaded and applied at the same time as the others, each from its own download
+//! Step 3 of a pull for snapshotters that can rebase (overlay, native): every missing
+//! layer is downloaded and applied at the same time as the others, each from its own download
 //! stream into a parentless snapshot (overlay upperdir mode, whiteouts as 0:0 devices),
 //! then committed in layer order onto its parent with
 //! [`commit_rebase`](strata_snapshot::Snapshotter::commit_rebase) (containerd 2.2's
@@ -293,9 +293,9 @@ async fn commit_in_order(plan: &Plan, tasks: &mut [Option<LayerTask>]) -> Result
     Ok(n)
 }
 
-/// Settles implied directories and whiteouts, then checks the DiffID and commits `key` as layer `i`'s
-/// ChainID onto its parent. Returns whether this call made the snapshot (`false`: a
-/// concurrent unpacker had; `key` is removed).
+/// Settles implied directories and whiteouts, then checks the DiffID and commits `key`
+/// as layer `i`'s ChainID onto its parent. Returns whether this call made the snapshot
+/// (`false`: a concurrent unpacker had; `key` is removed).
 async fn commit(
     plan: &Plan,
     i: usize,
