@@ -109,6 +109,7 @@ async fn apply_into_bind_and_overlay_upperdir() {
         fs::create_dir(d).unwrap();
     }
     fs::create_dir(lower.join("etc")).unwrap();
+    fs::write(lower.join("etc/gone"), "lower").unwrap(); // what the whiteout hides
     fs::set_permissions(
         lower.join("etc"),
         std::os::unix::fs::PermissionsExt::from_mode(0o750),

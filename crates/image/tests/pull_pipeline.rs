@@ -296,6 +296,16 @@ fn tree(root: &std::path::Path) -> Vec<String> {
     out
 }
 
+/// [`tree`] of committed snapshot `name`, through a view of it.
+async fn tree_of(sn: &dyn Snapshotter, name: &str) -> Vec<String> {
+    let mounts = sn.view("v", name, Default::default()).await.unwrap();
+    tokio::task::spawn_blocking(move || {
+        strata_snapshot::mount::with_temp_mount(&mounts, tree).unwrap()
+    })
+    .await
+    .unwrap()
+}
+
 /// Layers that cannot be applied alone: directories implied by a later layer (and the
 /// parent of a whiteout) must take the lower layer's metadata, and a hardlink to a file
 /// of a lower layer needs that file. The overlay pull (parallel, rebased) gives the same
@@ -341,13 +351,7 @@ async fn parallel_pull_settles_implied_dirs_and_lower_hardlinks() {
         }
         let top = pulled.chain_ids.last().unwrap().to_string();
         assert_eq!(r.sn.walk(&[]).await.unwrap().len(), 3, "{sn}: no leftovers");
-        let mounts = r.sn.view("v", &top, Default::default()).await.unwrap();
-        let t = tokio::task::spawn_blocking(move || {
-            strata_snapshot::mount::with_temp_mount(&mounts, tree).unwrap()
-        })
-        .await
-        .unwrap();
-        trees.push(t);
+        trees.push(tree_of(r.sn.as_ref(), &top).await);
     }
     let want = [
         "alias 100644 0:0 base nlink=2 mtime=1600000000",
@@ -449,13 +453,7 @@ async fn native_parallel_pull_matches_an_in_order_unpack() {
             .unwrap()
             .count();
         assert_eq!(dirs, 3, "{sn}: one directory per snapshot");
-        let mounts = r.sn.view("v", &top, Default::default()).await.unwrap();
-        let t = tokio::task::spawn_blocking(move || {
-            strata_snapshot::mount::with_temp_mount(&mounts, tree).unwrap()
-        })
-        .await
-        .unwrap();
-        trees.push(t);
+        trees.push(tree_of(r.sn.as_ref(), &top).await);
     }
     let want = [
         "keep 40700 7:8 dir",

@@ -77,6 +77,18 @@ impl Base {
         Ok(DirLock(fd))
     }
 
+    /// A directory to build a snapshot's tree in: `snapshots/new-*`, removed when dropped
+    /// unless kept (cleanup removes it after a crash).
+    fn new_dir(&self) -> Result<tempfile::TempDir> {
+        tempfile::Builder::new()
+            .prefix("new-")
+            .tempdir_in(&self.snapshots)
+            .map_err(|e| {
+                let at = self.snapshots.display();
+                Error::io(format!("create directory in {at}"), e)
+            })
+    }
+
     /// Creates snapshot `key`: validates, builds its directory under a temporary name
     /// with `populate(tmp, parent_ids)`, then records it and renames the directory to
     /// its id in one transaction.
@@ -91,15 +103,7 @@ impl Base {
         strata_content::labels::validate(labels)?;
         let _lock = self.lock(FlockOperation::LockShared)?;
         let parents = self.ms.read(|tx| tx.check_create(kind, key, parent))?;
-        let tmp = tempfile::Builder::new()
-            .prefix("new-")
-            .tempdir_in(&self.snapshots)
-            .map_err(|e| {
-                Error::io(
-                    format!("create directory in {}", self.snapshots.display()),
-                    e,
-                )
-            })?;
+        let tmp = self.new_dir()?;
         populate(tmp.path(), &parents).map_err(|e| e.context(format!("prepare snapshot {key}")))?;
         fault_point("create-after-populate");
         let s = self.ms.write(|tx| {
@@ -171,15 +175,7 @@ impl Base {
             return self.commit(name, key, labels);
         };
         let _lock = self.lock(FlockOperation::LockShared)?;
-        let tmp = tempfile::Builder::new()
-            .prefix("new-")
-            .tempdir_in(&self.snapshots)
-            .map_err(|e| {
-                Error::io(
-                    format!("create directory in {}", self.snapshots.display()),
-                    e,
-                )
-            })?;
+        let tmp = self.new_dir()?;
         build(tmp.path(), &self.dir(parent_id), &self.dir(id))
             .map_err(|e| e.context(format!("rebase snapshot {key} onto {parent}")))?;
         fault_point("rebase-after-build");

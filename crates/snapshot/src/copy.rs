@@ -153,13 +153,16 @@ fn copy_xattrs(from: &Target<'_>, to: &Target<'_>) -> std::result::Result<(), Er
     copy_xattrs_but(from, to, None)
 }
 
-/// Copies every xattr of directory `from` but `skip` onto directory `to`.
-pub(crate) fn copy_xattrs_except(
-    from: BorrowedFd<'_>,
-    to: BorrowedFd<'_>,
-    skip: &CStr,
+/// Gives directory `dst` the owner and mode of `st` (directory `src`'s `fstat`) and every
+/// xattr of `src` but `skip`.
+pub(crate) fn copy_dir_attrs(
+    src: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    st: &Stat,
+    skip: Option<&CStr>,
 ) -> std::result::Result<(), Errno> {
-    copy_xattrs_but(&Target::Fd(from), &Target::Fd(to), Some(skip))
+    set_owner_and_mode(dst, Some((st.st_uid, st.st_gid)), st.st_mode)?;
+    copy_xattrs_but(&Target::Fd(src), &Target::Fd(dst), skip)
 }
 
 fn copy_xattrs_but(
@@ -353,9 +356,7 @@ impl Copier {
         rel: &Path,
     ) -> Result<()> {
         let what = || format!("copy metadata to {}", self.dst.join(rel).display());
-        set_owner_and_mode(dst, Some((st.st_uid, st.st_gid)), st.st_mode)
-            .map_err(|e| io_err(what, e))?;
-        copy_xattrs(&Target::Fd(src), &Target::Fd(dst)).map_err(|e| io_err(what, e))?;
+        copy_dir_attrs(src, dst, st, None).map_err(|e| io_err(what, e))?;
         self.dir_times
             .lock()
             .unwrap()

@@ -19,7 +19,7 @@
 //! survive the moves (a rename keeps the inode); a layer with a hardlink to a lower
 //! layer's file cannot be applied on its own in the first place.
 
-use crate::copy::{copy_xattrs_except, set_owner_and_mode, times_of};
+use crate::copy::{copy_dir_attrs, times_of};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, Stat};
 use rustix::io::Errno;
@@ -122,9 +122,7 @@ impl Merger<'_> {
         rel: &Path,
     ) -> Result<()> {
         let what = "copy directory metadata to";
-        set_owner_and_mode(dst, Some((st.st_uid, st.st_gid)), st.st_mode)
-            .map_err(|e| self.err(what, rel, e))?;
-        copy_xattrs_except(src, dst, OPAQUE).map_err(|e| self.err(what, rel, e))?;
+        copy_dir_attrs(src, dst, st, Some(OPAQUE)).map_err(|e| self.err(what, rel, e))?;
         rustix::fs::futimens(dst, &times_of(st)).map_err(|e| self.err(what, rel, e))
     }
 

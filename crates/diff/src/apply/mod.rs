@@ -268,16 +268,7 @@ pub fn inherit_dirs(root: &Path, lowers: &[PathBuf], dirs: &[PathBuf]) -> Result
     if dirs.is_empty() || lowers.is_empty() {
         return Ok(());
     }
-    let open = |p: &Path| {
-        rustix::fs::open(
-            p,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| Error::io(format!("open {}", p.display()), e.into()))
-    };
-    let root_fd = open(root)?;
-    let lower_fds = lowers.iter().map(|p| open(p)).collect::<Result<Vec<_>>>()?;
+    let (root_fd, lower_fds) = open_dirs(root, lowers)?;
     for d in dirs {
         let rel = d.as_os_str().as_bytes();
         let fd = match resolve::open_in_root(
@@ -313,6 +304,16 @@ pub fn prune_whiteouts(root: &Path, lowers: &[PathBuf], whiteouts: &[PathBuf]) -
     if whiteouts.is_empty() {
         return Ok(());
     }
+    let (root_fd, lower_fds) = open_dirs(root, lowers)?;
+    for w in whiteouts {
+        lower::prune_whiteout(&root_fd, &lower_fds, w.as_os_str().as_bytes())
+            .map_err(|e| Error::io(format!("prune whiteout {}", root.join(w).display()), e))?;
+    }
+    Ok(())
+}
+
+/// Opens the upperdir `root` and the lowerdirs `lowers`.
+fn open_dirs(root: &Path, lowers: &[PathBuf]) -> Result<(OwnedFd, Vec<OwnedFd>)> {
     let open = |p: &Path| {
         rustix::fs::open(
             p,
@@ -321,13 +322,8 @@ pub fn prune_whiteouts(root: &Path, lowers: &[PathBuf], whiteouts: &[PathBuf]) -
         )
         .map_err(|e| Error::io(format!("open {}", p.display()), e.into()))
     };
-    let root_fd = open(root)?;
     let lower_fds = lowers.iter().map(|p| open(p)).collect::<Result<Vec<_>>>()?;
-    for w in whiteouts {
-        lower::prune_whiteout(&root_fd, &lower_fds, w.as_os_str().as_bytes())
-            .map_err(|e| Error::io(format!("prune whiteout {}", root.join(w).display()), e))?;
-    }
-    Ok(())
+    Ok((open(root)?, lower_fds))
 }
 
 /// Lossy display of a tar path.
