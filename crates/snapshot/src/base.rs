@@ -176,10 +176,10 @@ impl Base {
         };
         let _lock = self.lock(FlockOperation::LockShared)?;
         let tmp = self.new_dir()?;
-        build(tmp.path(), &self.dir(parent_id), &self.dir(id))
+        let (dir, old) = (self.dir(id), self.snapshots.join(format!("rm-{id}")));
+        build(tmp.path(), &self.dir(parent_id), &dir)
             .map_err(|e| e.context(format!("rebase snapshot {key} onto {parent}")))?;
         fault_point("rebase-after-build");
-        let (dir, old) = (self.dir(id), self.snapshots.join(format!("rm-{id}")));
         self.ms.write(|tx| {
             tx.set_parent(key, parent)?;
             tx.commit_active(key, name, None, labels)?;

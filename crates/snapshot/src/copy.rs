@@ -84,7 +84,9 @@ pub(crate) fn times_of(st: &Stat) -> Timestamps {
     }
 }
 
-fn open_dir(dirfd: BorrowedFd<'_>, rel: &Path) -> std::result::Result<OwnedFd, Errno> {
+/// Opens directory `rel` (`""`: `dirfd` itself) below `dirfd` without following a
+/// final symlink.
+pub(crate) fn open_dir(dirfd: BorrowedFd<'_>, rel: &Path) -> std::result::Result<OwnedFd, Errno> {
     let p: &Path = if rel.as_os_str().is_empty() {
         Path::new(".")
     } else {

@@ -21,7 +21,7 @@
 
 use crate::copy::{copy_dir_attrs, times_of};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
-use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, Stat};
+use rustix::fs::{AtFlags, Dir, FileType, Stat};
 use rustix::io::Errno;
 use std::ffi::{CStr, CString, OsStr};
 use std::os::unix::ffi::OsStrExt;
@@ -194,14 +194,10 @@ fn stat_at(dir: BorrowedFd<'_>, name: &CStr) -> std::result::Result<Option<Stat>
     }
 }
 
+/// [`copy::open_dir`](crate::copy) of `name` in `dir`, errors naming `rel`.
 fn open_dir_at(dir: BorrowedFd<'_>, name: &[u8], rel: &Path) -> Result<OwnedFd> {
-    rustix::fs::openat(
-        dir,
-        OsStr::from_bytes(name),
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| Error::io(format!("open directory {}", rel.display()), e.into()))
+    crate::copy::open_dir(dir, Path::new(OsStr::from_bytes(name)))
+        .map_err(|e| Error::io(format!("open directory {}", rel.display()), e.into()))
 }
 
 /// Whether directory `dir` carries the overlay opaque marker.

@@ -40,6 +40,11 @@ fn is_opaque(dir: &OwnedFd) -> bool {
     matches!(rustix::fs::fgetxattr(dir, "trusted.overlay.opaque", &mut v), Ok(1) if v[0] == b'y')
 }
 
+/// Whether `st` is an overlay whiteout (a 0:0 character device).
+fn is_whiteout(st: &Stat) -> bool {
+    FileType::from_raw_mode(st.st_mode) == FileType::CharacterDevice && st.st_rdev == 0
+}
+
 /// Looks `comps` up through `lowers` (top first) as the merged view would.
 fn lookup(lowers: &[OwnedFd], comps: &[&[u8]]) -> io::Result<Option<Found>> {
     let Some(last) = comps.len().checked_sub(1) else {
@@ -55,10 +60,10 @@ fn lookup(lowers: &[OwnedFd], comps: &[&[u8]]) -> io::Result<Option<Found>> {
                 Err(Errno::NOENT) => continue 'layers,
                 Err(e) => return Err(e.into()),
             };
-            let ft = FileType::from_raw_mode(st.st_mode);
-            if ft == FileType::CharacterDevice && st.st_rdev == 0 {
+            if is_whiteout(&st) {
                 return Ok(None); // whited out
             }
+            let ft = FileType::from_raw_mode(st.st_mode);
             if k == last {
                 return Ok(Some(Found { parent: dir, st }));
             }
@@ -95,9 +100,7 @@ pub(super) fn prune_whiteout(root: &OwnedFd, lowers: &[OwnedFd], path: &[u8]) ->
         Err(Errno::NOENT) => return Ok(()),
         Err(e) => return Err(e.into()),
     };
-    let whiteout =
-        FileType::from_raw_mode(st.st_mode) == FileType::CharacterDevice && st.st_rdev == 0;
-    if !whiteout || (hides && lookup(lowers, &comps)?.is_some()) {
+    if !is_whiteout(&st) || (hides && lookup(lowers, &comps)?.is_some()) {
         return Ok(());
     }
     rustix::fs::unlinkat(dir.as_fd(), *name, AtFlags::empty())?;

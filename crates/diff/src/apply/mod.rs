@@ -220,25 +220,24 @@ impl<'o> Applier<'o> {
 impl Applier<'_> {
     /// The implied directories that no later entry of the layer created explicitly.
     fn implied_dirs(&mut self) -> Vec<PathBuf> {
-        use std::os::unix::ffi::OsStrExt;
-        let mut seen = HashSet::new();
-        std::mem::take(&mut self.implied)
-            .into_iter()
-            .filter(|p| !self.unpacked.contains(p) && seen.insert(p.clone()))
-            .map(|p| PathBuf::from(std::ffi::OsStr::from_bytes(&p)))
-            .collect()
+        let implied = std::mem::take(&mut self.implied);
+        unique_paths(implied, |p| !self.unpacked.contains(p))
     }
 
     /// The whiteout devices made, each once.
     fn whiteouts(&mut self) -> Vec<PathBuf> {
-        use std::os::unix::ffi::OsStrExt;
-        let mut seen = HashSet::new();
-        std::mem::take(&mut self.whiteouts)
-            .into_iter()
-            .filter(|p| seen.insert(p.clone()))
-            .map(|p| PathBuf::from(std::ffi::OsStr::from_bytes(&p)))
-            .collect()
+        unique_paths(std::mem::take(&mut self.whiteouts), |_| true)
     }
+}
+
+/// The paths of `raw` that `keep` accepts, each once, in their first order.
+fn unique_paths(raw: Vec<Vec<u8>>, keep: impl Fn(&Vec<u8>) -> bool) -> Vec<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut seen = HashSet::new();
+    raw.into_iter()
+        .filter(|p| keep(p) && seen.insert(p.clone()))
+        .map(|p| PathBuf::from(std::ffi::OsStr::from_bytes(&p)))
+        .collect()
 }
 
 /// Gives each directory of `dirs` (relative to `root`; see
